@@ -1,0 +1,1 @@
+//! The one integration-test binary: real server on a loopback port, real store file, real audio.
