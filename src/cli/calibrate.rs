@@ -279,7 +279,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.out)?;
     voiceprint::npy::write_f32(
-        &args.out.join("cohort.npy"),
+        args.out.join("cohort.npy"),
         &[cohort_rows.len(), dim],
         &cohort_data,
     )?;
