@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use voiceprint::audio::{
-    ChannelSelect, DecodeOptions, Encoding, RawStreamDecoder, decode, resample,
+    ChannelSelect, DecodeOptions, Encoding, RawStreamDecoder, StreamResampler, decode, resample,
 };
 
 fn read(name: &str) -> Vec<u8> {
@@ -55,6 +55,15 @@ fn bench(c: &mut Criterion) {
         .collect();
     group.bench_function("resample_8k_to_16k", |b| {
         b.iter(|| resample(black_box(&samples), 8000, 16000))
+    });
+    let mut reused = StreamResampler::new(8000, 16000).expect("valid rates");
+    group.bench_function("stream_resampler_reused_8k_to_16k", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(2 * samples.len());
+            let pushed = reused.push(black_box(&samples), &mut out);
+            let flushed = reused.flush(&mut out);
+            (pushed, flushed, out)
+        })
     });
     group.finish();
 }
