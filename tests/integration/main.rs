@@ -1,2 +1,4 @@
 //! The one integration-test binary: real server on a loopback port, real store file, real audio.
+
+mod audio;
 mod embed;
