@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod features;
+pub mod probe;
+
 /// Speaker verification for call centres.
 #[derive(Parser)]
 #[command(name = "voiceprint", version, about)]
@@ -14,13 +17,20 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Kaldi fbank / MFCC of an audio file, written as a float32 `.npy` (frames × dimension).
+    Features(features::FeaturesArgs),
+    /// Format, duration, net speech, SNR and clipping of an audio file.
+    Probe(probe::ProbeArgs),
+}
 
 /// Parses the command line and runs the subcommand.
-#[allow(unreachable_code, unused_variables)] // until the first subcommand lands
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Features(args) => features::run(args),
+        Command::Probe(args) => probe::run(args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
