@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 pub mod calibrate;
 pub mod model;
+pub mod features;
+pub mod probe;
 
 /// Speaker verification for call centres.
 #[derive(Parser)]
@@ -22,6 +24,10 @@ enum Command {
     Model(model::ModelArgs),
     /// Build the score-normalisation cohort and the calibration from a labelled development set.
     Calibrate(calibrate::CalibrateArgs),
+    /// Kaldi fbank / MFCC of an audio file, written as a float32 `.npy` (frames × dimension).
+    Features(features::FeaturesArgs),
+    /// Format, duration, net speech, SNR and clipping of an audio file.
+    Probe(probe::ProbeArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -30,6 +36,8 @@ pub fn main() -> ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         Command::Model(args) => model::run(args),
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Features(args) => features::run(args),
+        Command::Probe(args) => probe::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

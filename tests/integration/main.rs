@@ -2,3 +2,4 @@
 
 mod audio;
 mod embed;
+mod features_cli;
