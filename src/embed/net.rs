@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use super::EmbedError;
 use super::checkpoint::Checkpoint;
-use super::gemm::{Mat, MatMut, sgemm};
+use super::gemm::{Mat, MatMut, Weights, sgemm};
 
 /// PyTorch's default BatchNorm epsilon (not stored in the checkpoint).
 const BN_EPS: f64 = 1e-5;
@@ -46,21 +46,37 @@ struct Conv {
     b: Vec<f32>,
 }
 
+/// A convolution whose weight is prepared for the GEMM kernel.
+struct GConv {
+    w: Weights,
+    b: Vec<f32>,
+}
+
+impl GConv {
+    fn new(c: Conv, m: usize) -> Self {
+        let k = c.w.len() / m;
+        Self {
+            w: Weights::new(&c.w, m, k),
+            b: c.b,
+        }
+    }
+}
+
 struct ResBlock {
     stride: usize,
-    conv1: Conv,
-    conv2: Conv,
+    conv1: GConv,
+    conv2: GConv,
     /// 1×1 stride-(2,1) conv (BN folded); its bias is merged into `conv2.b`.
-    shortcut: Option<Vec<f32>>,
+    shortcut: Option<Weights>,
 }
 
 struct DenseLayer {
     cin: usize,
     bn1: Affine,
     /// linear1 with nonlinear2's BN folded, [128][cin].
-    lin1: Conv,
-    /// linear_local, [3][32][128].
-    local: Vec<f32>,
+    lin1: GConv,
+    /// linear_local, one [32][128] matrix per tap.
+    local: [Weights; 3],
     cam1: Conv,
     cam2: Conv,
 }
@@ -69,14 +85,14 @@ struct Transit {
     cin: usize,
     cout: usize,
     bn: Affine,
-    w: Vec<f32>,
+    w: Weights,
 }
 
 /// All weights of the network, owned.
 pub(crate) struct Net {
-    head_conv1: Conv,
+    head_conv1: GConv,
     head_blocks: Vec<ResBlock>,
-    head_conv2: Conv,
+    head_conv2: GConv,
     /// [5][128][320], BN folded.
     tdnn: Conv,
     blocks: Vec<(usize, Vec<DenseLayer>)>,
@@ -167,7 +183,10 @@ impl Net {
             ck,
             used: HashSet::new(),
         };
-        let head_conv1 = l.conv_bn("head.conv1.weight", &[32, 1, 3, 3], "head.bn1")?;
+        let head_conv1 = GConv::new(
+            l.conv_bn("head.conv1.weight", &[32, 1, 3, 3], "head.bn1")?,
+            HEAD_CH,
+        );
         let mut head_blocks = Vec::new();
         for (layer, stride) in [("layer1", 2), ("layer1", 1), ("layer2", 2), ("layer2", 1)] {
             let i = if stride == 2 { 0 } else { 1 };
@@ -191,18 +210,21 @@ impl Net {
                 for (b, s) in conv2.b.iter_mut().zip(&sc.b) {
                     *b += s;
                 }
-                Some(sc.w)
+                Some(Weights::new(&sc.w, HEAD_CH, HEAD_CH))
             } else {
                 None
             };
             head_blocks.push(ResBlock {
                 stride,
-                conv1,
-                conv2,
+                conv1: GConv::new(conv1, HEAD_CH),
+                conv2: GConv::new(conv2, HEAD_CH),
                 shortcut,
             });
         }
-        let head_conv2 = l.conv_bn("head.conv2.weight", &[32, 32, 3, 3], "head.bn2")?;
+        let head_conv2 = GConv::new(
+            l.conv_bn("head.conv2.weight", &[32, 32, 3, 3], "head.bn2")?,
+            HEAD_CH,
+        );
 
         let tdnn = l.conv_bn(
             "xvector.tdnn.linear.weight",
@@ -250,11 +272,19 @@ impl Net {
                     b: l.get(&format!("{p}.cam_layer.linear2.bias"), &[GROWTH])?
                         .to_vec(),
                 };
+                let local = taps_first(local, GROWTH, BN_CH, 3);
+                let tap_w = |k: usize| {
+                    Weights::new(
+                        &local[k * GROWTH * BN_CH..(k + 1) * GROWTH * BN_CH],
+                        GROWTH,
+                        BN_CH,
+                    )
+                };
                 layers.push(DenseLayer {
                     cin,
                     bn1,
-                    lin1,
-                    local: taps_first(local, GROWTH, BN_CH, 3),
+                    lin1: GConv::new(lin1, BN_CH),
+                    local: [tap_w(0), tap_w(1), tap_w(2)],
                     cam1,
                     cam2,
                 });
@@ -263,9 +293,11 @@ impl Net {
             c += n * GROWTH;
             let p = format!("xvector.transit{}", bi + 1);
             let bn = l.bn(&format!("{p}.nonlinear.batchnorm"), c, true)?;
-            let w = l
-                .get(&format!("{p}.linear.weight"), &[c / 2, c, 1])?
-                .to_vec();
+            let w = Weights::new(
+                l.get(&format!("{p}.linear.weight"), &[c / 2, c, 1])?,
+                c / 2,
+                c,
+            );
             transits.push(Transit {
                 cin: c,
                 cout: c / 2,
@@ -374,8 +406,7 @@ fn conv3x3(
     cin: usize,
     fin: usize,
     tl: usize,
-    w: &[f32],
-    cout: usize,
+    w: &Weights,
     stride: usize,
     y: &mut [f32],
     fout: usize,
@@ -404,16 +435,8 @@ fn conv3x3(
                 d2[tl - 1] = 0.0;
             }
         }
-        sgemm(
-            cout,
-            k,
+        w.gemm(
             tl,
-            Mat {
-                data: w,
-                off: 0,
-                rs: k,
-                cs: 1,
-            },
             Mat {
                 data: col,
                 off: 0,
@@ -585,7 +608,6 @@ impl Net {
             fin,
             tl,
             &self.head_conv1.w,
-            HEAD_CH,
             1,
             ha,
             fin,
@@ -608,7 +630,6 @@ impl Net {
                 fin,
                 tl,
                 &blk.conv1.w,
-                HEAD_CH,
                 blk.stride,
                 tmp,
                 fout,
@@ -620,16 +641,8 @@ impl Net {
             match &blk.shortcut {
                 Some(w) => {
                     for fo in 0..fout {
-                        sgemm(
-                            HEAD_CH,
-                            HEAD_CH,
+                        w.gemm(
                             tl,
-                            Mat {
-                                data: w,
-                                off: 0,
-                                rs: HEAD_CH,
-                                cs: 1,
-                            },
                             Mat {
                                 data: x,
                                 off: fo * blk.stride * tl,
@@ -653,7 +666,6 @@ impl Net {
                 fout,
                 tl,
                 &blk.conv2.w,
-                HEAD_CH,
                 1,
                 out,
                 fout,
@@ -678,7 +690,6 @@ impl Net {
             fin,
             tl,
             &self.head_conv2.w,
-            HEAD_CH,
             2,
             out,
             fout,
@@ -723,16 +734,8 @@ fn transit(tr: &Transit, x: &[f32], t2: usize, out: &mut [f32], act: &mut Vec<f3
         let tc = ACT_CHUNK.min(t2 - t0);
         let a = grow(act, tr.cin * tc);
         bn_relu_chunk(x, t2, &tr.bn, tr.cin, t0, tc, a);
-        sgemm(
-            tr.cout,
-            tr.cin,
+        tr.w.gemm(
             tc,
-            Mat {
-                data: &tr.w,
-                off: 0,
-                rs: tr.cin,
-                cs: 1,
-            },
             Mat {
                 data: a,
                 off: 0,
@@ -772,16 +775,8 @@ fn dense_layer(
         let tc = ACT_CHUNK.min(t2 - t0);
         let a = grow(act, cin * tc);
         bn_relu_chunk(xb, t2, &l.bn1, cin, t0, tc, a);
-        sgemm(
-            BN_CH,
-            cin,
+        l.lin1.w.gemm(
             tc,
-            Mat {
-                data: &l.lin1.w,
-                off: 0,
-                rs: cin,
-                cs: 1,
-            },
             Mat {
                 data: a,
                 off: 0,
@@ -815,16 +810,8 @@ fn dense_layer(
         if lo >= hi {
             continue;
         }
-        sgemm(
-            GROWTH,
-            BN_CH,
+        l.local[k].gemm(
             hi - lo,
-            Mat {
-                data: &l.local,
-                off: k * GROWTH * BN_CH,
-                rs: BN_CH,
-                cs: 1,
-            },
             Mat {
                 data: h1,
                 off: if k == 0 { lo - d } else { lo + src },
