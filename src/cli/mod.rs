@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod calibrate;
+mod embed;
+mod eval;
 pub mod model;
 
 /// Speaker verification for call centres.
@@ -22,6 +24,10 @@ enum Command {
     Model(model::ModelArgs),
     /// Build the score-normalisation cohort and the calibration from a labelled development set.
     Calibrate(calibrate::CalibrateArgs),
+    /// Evaluate verification accuracy on a trial list (EER, minDCF, FRR at fixed FAR, Cllr, DET plot).
+    Eval(eval::EvalArgs),
+    /// Print the embedding (and quality) of one audio file.
+    Embed(embed::EmbedArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -30,6 +36,8 @@ pub fn main() -> ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         Command::Model(args) => model::run(args),
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Embed(args) => embed::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
