@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod calibrate;
+mod embed;
+mod eval;
 pub mod model;
 pub mod features;
 pub mod probe;
@@ -28,6 +30,10 @@ enum Command {
     Features(features::FeaturesArgs),
     /// Format, duration, net speech, SNR and clipping of an audio file.
     Probe(probe::ProbeArgs),
+    /// Evaluate verification accuracy on a trial list (EER, minDCF, FRR at fixed FAR, Cllr, DET plot).
+    Eval(eval::EvalArgs),
+    /// Print the embedding (and quality) of one audio file.
+    Embed(embed::EmbedArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -38,6 +44,8 @@ pub fn main() -> ExitCode {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Features(args) => features::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Embed(args) => embed::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

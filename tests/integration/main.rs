@@ -3,3 +3,4 @@
 mod audio;
 mod embed;
 mod features_cli;
+mod eval;
