@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::*;
+use crate::audio::g711;
 
 /// Reads a mono PCM16 WAV (walks the chunks; enough for the canonical files of the dev set).
 pub(crate) fn read_wav(path: &Path) -> (Vec<f32>, u32) {
@@ -49,50 +50,24 @@ const CLIPS: [&str; 4] = [
     "en-conf-invalidpin.wav",
 ];
 
-/// G.711 µ-law encoder and decoder (ITU-T G.711, the classic bias-132 form), test-only.
+/// G.711 µ-law round trip through the audio module's codec.
 fn ulaw_roundtrip(x: &[f32]) -> Vec<f32> {
     x.iter()
         .map(|&s| {
-            let s = s.clamp(-32768.0, 32767.0) as i32;
-            let sign = if s < 0 { 0x80 } else { 0 };
-            let mag = (s.abs() >> 2).min(8158) + 33;
-            let exp = (31 - (mag as u32).leading_zeros() - 5).min(7) as i32;
-            let mant = (mag >> (exp + 1)) & 0x0f;
-            let code = !(sign | (exp << 4) | mant) as u8;
-            // decode
-            let c = !code;
-            let e = i32::from((c >> 4) & 7);
-            let m = i32::from(c & 0x0f);
-            let mag = (((m << 3) + 0x84) << e) - 0x84;
-            (if c & 0x80 != 0 { -mag } else { mag }) as f32
+            f32::from(g711::ulaw_to_linear(g711::linear_to_ulaw(
+                s.clamp(-32768.0, 32767.0) as i16,
+            )))
         })
         .collect()
 }
 
-/// G.711 A-law encoder and decoder, test-only.
+/// G.711 A-law round trip through the audio module's codec.
 fn alaw_roundtrip(x: &[f32]) -> Vec<f32> {
     x.iter()
         .map(|&s| {
-            let s = (s.clamp(-32768.0, 32767.0) as i32) >> 3;
-            let (sign, mag) = if s >= 0 { (0x80, s) } else { (0, -s - 1) };
-            let mag = mag.min(0xfff);
-            let (exp, mant) = if mag < 32 {
-                (0, mag >> 1)
-            } else {
-                let exp = 31 - (mag as u32).leading_zeros() as i32 - 4;
-                (exp, (mag >> exp) & 0x0f)
-            };
-            let code = ((sign | (exp << 4) | mant) ^ 0x55) as u8;
-            // decode
-            let c = code ^ 0x55;
-            let e = i32::from((c >> 4) & 7);
-            let m = i32::from(c & 0x0f);
-            let mag = if e == 0 {
-                (m << 4) + 8
-            } else {
-                ((m << 4) + 0x108) << (e - 1)
-            };
-            (if c & 0x80 != 0 { mag } else { -mag }) as f32
+            f32::from(g711::alaw_to_linear(g711::linear_to_alaw(
+                s.clamp(-32768.0, 32767.0) as i16,
+            )))
         })
         .collect()
 }
