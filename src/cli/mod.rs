@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod calibrate;
 pub mod model;
 
 /// Speaker verification for call centres.
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Fetch, locate or verify the CAM++ model file.
     Model(model::ModelArgs),
+    /// Build the score-normalisation cohort and the calibration from a labelled development set.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -26,6 +29,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Model(args) => model::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
