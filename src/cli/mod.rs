@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod calibrate;
 pub mod model;
+pub mod recurring;
 
 /// Speaker verification for call centres.
 #[derive(Parser)]
@@ -22,6 +23,8 @@ enum Command {
     Model(model::ModelArgs),
     /// Build the score-normalisation cohort and the calibration from a labelled development set.
     Calibrate(calibrate::CalibrateArgs),
+    /// Cluster complainants by voice and report voices heard under several customer ids.
+    Recurring(recurring::RecurringArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -30,6 +33,7 @@ pub fn main() -> ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         Command::Model(args) => model::run(args),
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Recurring(args) => recurring::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
