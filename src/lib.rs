@@ -14,6 +14,8 @@
 //! | evaluation | [`eval`] | EER, minDCF, FRR at fixed FAR, Cllr, DET curves |
 //! | pipeline | [`pipeline`] | the stages above glued into one call: audio in, embedding and quality out |
 //! | storage | [`store`] | voiceprints encrypted at rest, watchlists and the audit log behind a [`store::Store`] trait |
+//! | replay | [`replay`] | acoustic fingerprints that flag audio replayed from an earlier call |
+//! | recurring voices | [`recurring`] | clustering of complainant voices that recur under several customer ids |
 //! | service | [`service`] | the gRPC API of `proto/voiceprint/v1/voiceprint.proto` |
 //!
 //! Audio samples travel through the pipeline as `f32` in **16-bit integer scale** (±32768), the
@@ -28,6 +30,8 @@ pub mod npy;
 pub mod pipeline;
 pub mod proto;
 pub mod quality;
+pub mod recurring;
+pub mod replay;
 pub mod score;
 pub mod service;
 pub mod store;

@@ -11,6 +11,7 @@ mod eval;
 pub mod model;
 pub mod features;
 pub mod probe;
+pub mod recurring;
 
 /// Speaker verification for call centres.
 #[derive(Parser)]
@@ -34,6 +35,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Print the embedding (and quality) of one audio file.
     Embed(embed::EmbedArgs),
+    /// Cluster complainants by voice and report voices heard under several customer ids.
+    Recurring(recurring::RecurringArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Probe(args) => probe::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Recurring(args) => recurring::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,3 +4,4 @@ mod audio;
 mod embed;
 mod features_cli;
 mod eval;
+mod recurring;
