@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod features;
 pub mod model;
+pub mod probe;
 
 /// Speaker verification for call centres.
 #[derive(Parser)]
@@ -17,6 +19,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Kaldi fbank / MFCC of an audio file, written as a float32 `.npy` (frames × dimension).
+    Features(features::FeaturesArgs),
+    /// Format, duration, net speech, SNR and clipping of an audio file.
+    Probe(probe::ProbeArgs),
     /// Fetch, locate or verify the CAM++ model file.
     Model(model::ModelArgs),
 }
@@ -25,6 +31,8 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
+        Command::Features(args) => features::run(args),
+        Command::Probe(args) => probe::run(args),
         Command::Model(args) => model::run(args),
     };
     match result {

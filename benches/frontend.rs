@@ -1,0 +1,124 @@
+//! Front-end throughput: Kaldi fbank / MFCC and the whole front end (decode + fbank + CMN + VAD) on
+//! 10 minutes of audio tiled from the golden inputs. Figures as × real time go to benches/README.md.
+
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use voiceprint::audio::{DecodeOptions, Limits, decode};
+use voiceprint::features::{Fbank, FbankOptions, Mfcc, MfccOptions, apply_cmn};
+use voiceprint::quality::{VadOptions, assess};
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/golden/inputs");
+const SECONDS: usize = 600;
+
+/// Samples of a canonical PCM16 mono WAV (data chunk found by walking the RIFF chunks).
+fn wav_samples(name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(format!("{GOLDEN}/{name}")).unwrap_or_default();
+    let mut pos = 12;
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_le_bytes([
+            bytes[pos + 4],
+            bytes[pos + 5],
+            bytes[pos + 6],
+            bytes[pos + 7],
+        ]) as usize;
+        if &bytes[pos..pos + 4] == b"data" {
+            let end = (pos + 8 + len).min(bytes.len());
+            return bytes[pos + 8..end]
+                .chunks_exact(2)
+                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])))
+                .collect();
+        }
+        pos += 8 + len + (len & 1);
+    }
+    Vec::new()
+}
+
+fn tile(x: &[f32], n: usize) -> Vec<f32> {
+    x.iter().copied().cycle().take(n).collect()
+}
+
+/// A canonical 44-byte-header PCM16 mono WAV of `samples`.
+fn wav_bytes(samples: &[f32], rate: u32) -> Vec<u8> {
+    let data_len = (samples.len() * 2) as u32;
+    let mut b = Vec::with_capacity(44 + samples.len() * 2);
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        b.extend_from_slice(&(*s as i16).to_le_bytes());
+    }
+    b
+}
+
+fn front_end(c: &mut Criterion) {
+    let x16 = tile(&wav_samples("c_flite_slt.wav"), SECONDS * 16_000);
+    let x8 = tile(&wav_samples("d_8k_pcm16.wav"), SECONDS * 8_000);
+    assert!(!x16.is_empty() && !x8.is_empty(), "golden inputs missing");
+
+    let mut g = c.benchmark_group("frontend_10min");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(8))
+        .warm_up_time(Duration::from_secs(2));
+
+    let fb80 = Fbank::new(&FbankOptions::kaldi(16_000, 80)).unwrap_or_else(|e| panic!("{e}"));
+    g.throughput(Throughput::Elements(x16.len() as u64));
+    g.bench_function("fbank80_16k", |b| {
+        b.iter(|| black_box(fb80.compute(black_box(&x16))))
+    });
+
+    let fb23 = Fbank::new(&FbankOptions::kaldi(8_000, 23)).unwrap_or_else(|e| panic!("{e}"));
+    g.throughput(Throughput::Elements(x8.len() as u64));
+    g.bench_function("fbank23_8k", |b| {
+        b.iter(|| black_box(fb23.compute(black_box(&x8))))
+    });
+
+    let mfcc8 = Mfcc::new(&MfccOptions::kaldi(8_000)).unwrap_or_else(|e| panic!("{e}"));
+    g.bench_function("mfcc13_8k", |b| {
+        b.iter(|| black_box(mfcc8.compute(black_box(&x8))))
+    });
+
+    let vad = VadOptions::default();
+    let limits = Limits {
+        max_bytes: usize::MAX,
+        max_seconds: f64::INFINITY,
+        max_channels: 8,
+    };
+    let opts = DecodeOptions {
+        limits,
+        ..DecodeOptions::default()
+    };
+    for (name, fb, x, rate) in [
+        ("full_16k_fbank80", &fb80, &x16, 16_000),
+        ("full_8k_fbank23", &fb23, &x8, 8_000),
+    ] {
+        let bytes = wav_bytes(x, rate);
+        g.throughput(Throughput::Elements(x.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let d = decode(black_box(&bytes), &opts).unwrap_or_else(|e| panic!("{e}"));
+                let s = &d.waveform.samples;
+                let mut m = fb.compute(s);
+                apply_cmn(&mut m);
+                let q = assess(s, d.waveform.sample_rate, &vad);
+                black_box((m, q))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, front_end);
+criterion_main!(benches);
