@@ -76,8 +76,8 @@ const NR: usize = 16;
 /// Depth of one pass over the packed weights (keeps the weight block in L2, the B panel in L1).
 const KC: usize = 256;
 
-/// A weight matrix (m × k, row-major in the checkpoint) prepared once at load time: packed in
-/// 4-row blocks for the AVX2/FMA kernel when the CPU has it, else kept row-major for `sgemm`.
+/// A weight matrix (m × k, row-major in the checkpoint) prepared once at load time: kept row-major
+/// for `matrixmultiply`, or packed in 4-row blocks for the opt-in AVX2/FMA kernel.
 pub(crate) struct Weights {
     m: usize,
     k: usize,
@@ -85,11 +85,12 @@ pub(crate) struct Weights {
     data: Vec<f32>,
 }
 
-/// Environment variable: `portable` forces the `matrixmultiply` path (for comparison and debugging).
+/// Environment variable: `avx2` selects the experimental AVX2/FMA kernel (default: `matrixmultiply`,
+/// which measured as fast or faster on the development machine; see benches/README.md).
 pub(crate) const GEMM_ENV: &str = "VOICEPRINT_GEMM";
 
 fn has_avx2_fma() -> bool {
-    if std::env::var_os(GEMM_ENV).is_some_and(|v| v == "portable") {
+    if std::env::var_os(GEMM_ENV).is_none_or(|v| v != "avx2") {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -105,8 +106,13 @@ fn has_avx2_fma() -> bool {
 impl Weights {
     /// Prepares the row-major `m × k` matrix `w`.
     pub(crate) fn new(w: &[f32], m: usize, k: usize) -> Self {
+        Self::build(w, m, k, has_avx2_fma())
+    }
+
+    /// `kernel` must only be true when the CPU has AVX2 and FMA.
+    fn build(w: &[f32], m: usize, k: usize, kernel: bool) -> Self {
         assert_eq!(w.len(), m * k, "weight size");
-        if has_avx2_fma() && m.is_multiple_of(MR) {
+        if kernel && m.is_multiple_of(MR) {
             let mut data = Vec::with_capacity(m * k);
             for ib in 0..m / MR {
                 for kk in 0..k {
@@ -320,7 +326,12 @@ mod tests {
                 .collect();
             let c0: Vec<f32> = (0..m * (n + 2)).map(|i| (i % 13) as f32 - 6.0).collect();
             let mut c = c0.clone();
-            let w = Weights::new(&a, m, k);
+            #[cfg(target_arch = "x86_64")]
+            let kernel = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            #[cfg(not(target_arch = "x86_64"))]
+            let kernel = false;
+            let w = Weights::build(&a, m, k, kernel);
             w.gemm(
                 n,
                 Mat {

@@ -16,6 +16,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::features::FeatureMatrix;
+
 pub use net::Workspace;
 
 use checkpoint::{Checkpoint, CheckpointError};
@@ -119,6 +121,22 @@ impl CamPlusPlus {
     /// Model identifier: name and the first 8 hex digits of the checkpoint's SHA-256.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// Embeds a T × 80 fbank matrix with the per-utterance mean removed (see
+    /// `features::apply_cmn`), with a fresh workspace. Returns 3D-Speaker's 192-d embedding (no final
+    /// ReLU, not normalised).
+    pub fn embed(&self, fbank_cmn: &FeatureMatrix) -> Result<Vec<f32>, EmbedError> {
+        self.embed_with(&mut Workspace::new(), fbank_cmn)
+    }
+
+    /// Like [`Self::embed`], reusing `ws` (no allocation in steady state).
+    pub fn embed_with(
+        &self,
+        ws: &mut Workspace,
+        fbank_cmn: &FeatureMatrix,
+    ) -> Result<Vec<f32>, EmbedError> {
+        self.embed_frames_with(ws, fbank_cmn.as_slice(), fbank_cmn.dim())
     }
 
     /// Embeds `frames` (row-major T × 80, per-utterance mean removed) with a fresh workspace.

