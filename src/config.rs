@@ -206,9 +206,9 @@ impl Config {
                 "required_speech_seconds must be in (0, 3600)".into(),
             ));
         }
-        if !(self.default_target_far > 0.0 && self.default_target_far < 1.0) {
+        if !(self.default_target_far > 0.0 && self.default_target_far <= 0.5) {
             return Err(ConfigError::Invalid(
-                "default_target_far must be in (0, 1)".into(),
+                "default_target_far must be in (0, 0.5]".into(),
             ));
         }
         if self.max_message_bytes < 1024 || self.max_audio_seconds <= 0.0 {

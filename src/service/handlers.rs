@@ -14,10 +14,10 @@ use super::index::{Hit, Index};
 use super::shim::audio::{ChannelSelect, DecodeOptions, Encoding, Limits};
 use super::shim::pipeline::{Analysis, Engine};
 use super::shim::quality::Quality;
-use super::shim::score::{Prepared, merge_embeddings};
 use super::work::{WorkPool, blocking};
 use crate::config::Config;
 use crate::proto::v1 as pb;
+use crate::score::{Prepared, merge_embeddings};
 use crate::store::{
     AuditEvent, EnrollmentPart, SpeakerChange, SpeakerMeta, SpeakerRecord, SpeakerState, Store,
     StoreError, Voiceprint, WatchlistEntry, WatchlistMeta, validate_id,
@@ -286,12 +286,12 @@ impl Shared {
 
     fn threshold(&self, target_far: Option<f64>) -> Result<(f64, f64), ServiceError> {
         let far = target_far.unwrap_or(self.config.default_target_far);
-        if !(far > 0.0 && far < 1.0) {
-            return Err(ServiceError::InvalidArgument(format!(
-                "target_far must be in (0, 1), got {far}"
-            )));
-        }
-        Ok((far, self.engine.scorer().llr_threshold(far)))
+        let threshold = self
+            .engine
+            .scorer()
+            .llr_threshold(far)
+            .map_err(|e| ServiceError::InvalidArgument(format!("target_far: {e}")))?;
+        Ok((far, threshold))
     }
 }
 

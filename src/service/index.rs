@@ -5,7 +5,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
-use super::shim::score::{Prepared, Score, Scorer};
+use crate::score::{Prepared, Score, Scorer, dot};
 
 /// One searchable set of voiceprints.
 #[derive(Debug, Default, Clone)]
@@ -118,18 +118,17 @@ impl Index {
             return Vec::new();
         }
         let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(top_k + 1);
-        // One reusable row buffer keeps scoring allocation-free while going through the Scorer,
-        // so normalisation and calibration stay exactly those of 1:1 verification.
+        // `score_raw` reads only the enrolled side's cohort statistics, so the row needs no
+        // embedding copy: normalisation and calibration stay exactly those of 1:1 verification.
         let mut row = Prepared {
-            embedding: vec![0.0; self.dim],
+            embedding: Vec::new(),
             cohort_mean: 0.0,
             cohort_std: 1.0,
         };
         for (i, chunk) in self.matrix.chunks_exact(self.dim).enumerate() {
-            row.embedding.copy_from_slice(chunk);
             row.cohort_mean = self.means[i];
             row.cohort_std = self.stds[i];
-            let s = scorer.score(&row, probe);
+            let s = scorer.score_raw(dot(chunk, &probe.embedding), &row, probe);
             if s.llr < threshold || !s.llr.is_finite() {
                 continue;
             }
@@ -165,7 +164,7 @@ mod tests {
     }
 
     fn scorer() -> Scorer {
-        Scorer
+        Scorer::raw()
     }
 
     #[test]

@@ -67,68 +67,9 @@ pub mod quality {
     }
 }
 
-pub mod score {
-    use serde::{Deserialize, Serialize};
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Prepared {
-        pub embedding: Vec<f32>,
-        pub cohort_mean: f32,
-        pub cohort_std: f32,
-    }
-    #[derive(Debug, Clone, Copy)]
-    pub struct Score {
-        pub raw: f32,
-        pub norm: f64,
-        pub llr: f64,
-    }
-    pub struct Scorer;
-    impl Scorer {
-        pub fn prepare(&self, embedding: &[f32]) -> Prepared {
-            Prepared {
-                embedding: embedding.to_vec(),
-                cohort_mean: 0.0,
-                cohort_std: 0.1,
-            }
-        }
-        pub fn score(&self, enrolled: &Prepared, test: &Prepared) -> Score {
-            let raw: f32 = enrolled
-                .embedding
-                .iter()
-                .zip(&test.embedding)
-                .map(|(a, b)| a * b)
-                .sum();
-            let norm = 0.5
-                * (f64::from(raw - enrolled.cohort_mean) / f64::from(enrolled.cohort_std)
-                    + f64::from(raw - test.cohort_mean) / f64::from(test.cohort_std));
-            Score {
-                raw,
-                norm,
-                llr: norm - 5.0,
-            }
-        }
-        pub fn llr_threshold(&self, target_far: f64) -> f64 {
-            -target_far.ln() * 0.5
-        }
-        pub fn version(&self) -> &str {
-            "shim-calibration"
-        }
-    }
-    pub fn merge_embeddings(parts: &[(Vec<f32>, f64)]) -> Vec<f32> {
-        let dim = parts.first().map_or(0, |p| p.0.len());
-        let mut out = vec![0.0f32; dim];
-        for (e, w) in parts {
-            for (o, x) in out.iter_mut().zip(e) {
-                *o += x * *w as f32;
-            }
-        }
-        let n = out.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        out.iter_mut().for_each(|x| *x /= n);
-        out
-    }
-}
-
 pub mod pipeline {
-    use super::{audio, quality, score};
+    use super::{audio, quality};
+    use crate::score;
     use std::path::PathBuf;
     pub struct EngineConfig {
         pub model_path: PathBuf,
@@ -166,7 +107,7 @@ pub mod pipeline {
     impl Engine {
         pub fn load(_config: EngineConfig) -> Result<Engine, PipelineError> {
             Ok(Engine {
-                scorer: score::Scorer,
+                scorer: score::Scorer::raw(),
             })
         }
         pub fn analyze(
@@ -203,5 +144,15 @@ pub mod pipeline {
         pub fn model_version(&self) -> &str {
             "shim-model"
         }
+    }
+}
+
+pub mod model {
+    use std::path::{Path, PathBuf};
+    pub fn default_model_dir() -> PathBuf {
+        PathBuf::from("models")
+    }
+    pub fn ensure_model(dir: &Path) -> Result<PathBuf, std::io::Error> {
+        Ok(dir.join("campplus.pt"))
     }
 }

@@ -23,7 +23,7 @@ pub use redb_store::RedbStore;
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::shim::score::Prepared;
+use crate::score::Prepared;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

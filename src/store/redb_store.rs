@@ -9,7 +9,7 @@ use super::{
     AuditEvent, EnrollmentPart, MasterKey, PrintVisitor, SpeakerChange, SpeakerMeta, SpeakerRecord,
     SpeakerState, SpeakerUpdate, Store, StoreError, Voiceprint, WatchlistEntry, WatchlistMeta,
 };
-use crate::service::shim::score::Prepared;
+use crate::score::Prepared;
 
 /// Speaker metadata (JSON), key `tenant \0 speaker`.
 const SPEAKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("speakers");
