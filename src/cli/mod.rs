@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod model;
+
 /// Speaker verification for call centres.
 #[derive(Parser)]
 #[command(name = "voiceprint", version, about)]
@@ -14,13 +16,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Fetch, locate or verify the CAM++ model file.
+    Model(model::ModelArgs),
+}
 
 /// Parses the command line and runs the subcommand.
-#[allow(unreachable_code, unused_variables)] // until the first subcommand lands
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Model(args) => model::run(args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

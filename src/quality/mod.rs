@@ -1,1 +1,262 @@
-//! (in progress)
+//! Audio quality: voice activity detection, net speech, SNR and clipping.
+//!
+//! The VAD is energy based with an adaptive noise floor: every analysis frame (the same snip-edges
+//! grid as the filterbank, 25 ms / 10 ms by default) gets its DC-free log energy; the noise floor is
+//! a low percentile of those energies; a frame is speech when it is `threshold_db` above the floor
+//! and above an absolute level. Speech runs shorter than `min_speech_frames` are dropped (clicks),
+//! then each speech run is extended by a hangover on both sides.
+//!
+//! Samples are `f32` in 16-bit integer scale (±32768), as everywhere in the crate.
+
+/// Frame powers (mean square per sample) are floored here: the power of int16 quantisation noise,
+/// 1/12 LSB², so digital silence reads about −10.8 dB.
+const POWER_FLOOR: f64 = 1.0 / 12.0;
+
+/// Options of [`speech_mask`] and [`assess`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VadOptions {
+    /// Analysis frame length, ms (same grid as the filterbank by default: 25).
+    pub frame_length_ms: f32,
+    /// Frame shift, ms (default 10).
+    pub frame_shift_ms: f32,
+    /// Percentile (0–100) of the frame energies taken as the noise floor (default 10).
+    pub noise_percentile: f32,
+    /// How far above the noise floor a frame must be to count as speech, dB (default 12).
+    pub threshold_db: f32,
+    /// Absolute minimum level of speech, dB relative to 1 LSB RMS (default 30 dB ≈ −60 dBFS).
+    pub min_level_db: f32,
+    /// Speech runs shorter than this many frames are discarded as clicks (default 3).
+    pub min_speech_frames: usize,
+    /// Frames added after each speech run (default 8 = 80 ms).
+    pub hangover_frames: usize,
+    /// Frames added before each speech run (default 3 = 30 ms).
+    pub onset_frames: usize,
+    /// Samples with `|x| >= clip_level · 32767` count as clipped (default 0.99).
+    pub clip_level: f32,
+    /// Runs of at least this many identical samples at the signal's own peak count as clipped
+    /// (flat tops from clipping before a gain stage; default 3).
+    pub clip_run: usize,
+}
+
+impl Default for VadOptions {
+    fn default() -> Self {
+        Self {
+            frame_length_ms: 25.0,
+            frame_shift_ms: 10.0,
+            noise_percentile: 10.0,
+            threshold_db: 12.0,
+            min_level_db: 30.0,
+            min_speech_frames: 3,
+            hangover_frames: 8,
+            onset_frames: 3,
+            clip_level: 0.99,
+            clip_run: 3,
+        }
+    }
+}
+
+impl VadOptions {
+    /// Frame length and shift in samples at `sample_rate` (each at least 1).
+    pub fn frame_samples(&self, sample_rate: u32) -> (usize, usize) {
+        let samples = |ms: f32| {
+            let v = f64::from(sample_rate) * 0.001 * f64::from(ms);
+            if v.is_finite() && v >= 1.0 {
+                v as usize
+            } else {
+                1
+            }
+        };
+        (samples(self.frame_length_ms), samples(self.frame_shift_ms))
+    }
+}
+
+/// Summary figures of one recording.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Quality {
+    /// Length of the audio, seconds.
+    pub duration_seconds: f64,
+    /// Speech frames × frame shift, seconds.
+    pub net_speech_seconds: f64,
+    /// Mean power of speech frames over mean power of non-speech frames, dB. Without non-speech
+    /// frames the noise is the 5th percentile of all frame powers; without speech it is 0.
+    pub snr_db: f64,
+    /// Fraction of samples that are clipped (at full scale, or in flat runs at the signal's peak).
+    pub clipping_ratio: f64,
+}
+
+/// [`Quality`] plus the per-frame speech decisions it was computed from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QualityReport {
+    /// The summary figures.
+    pub quality: Quality,
+    /// One decision per snip-edges analysis frame (the filterbank's frame grid).
+    pub speech: Vec<bool>,
+}
+
+/// Mean square (per sample) of each snip-edges frame after removing the frame's mean.
+fn frame_powers(samples: &[f32], len: usize, hop: usize) -> Vec<f64> {
+    if samples.len() < len {
+        return Vec::new();
+    }
+    let n = 1 + (samples.len() - len) / hop;
+    (0..n)
+        .map(|t| {
+            let f = &samples[t * hop..t * hop + len];
+            let mean = sum8(f) / len as f32;
+            let e = sum_sq_dev8(f, mean);
+            (f64::from(e) / len as f64).max(POWER_FLOOR)
+        })
+        .collect()
+}
+
+#[inline]
+fn sum8(xs: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+#[inline]
+fn sum_sq_dev8(xs: &[f32], m: f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            let d = x - m;
+            *a += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|x| (x - m) * (x - m)).sum::<f32>()
+}
+
+fn percentile(values: &[f64], pct: f32) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    let p = f64::from(pct.clamp(0.0, 100.0)) / 100.0;
+    let k = ((v.len() - 1) as f64 * p).round() as usize;
+    let (_, x, _) = v.select_nth_unstable_by(k, f64::total_cmp);
+    *x
+}
+
+fn mask_from_powers(powers: &[f64], opts: &VadOptions) -> Vec<bool> {
+    let db: Vec<f64> = powers.iter().map(|p| 10.0 * p.log10()).collect();
+    let floor = percentile(&db, opts.noise_percentile);
+    let threshold = (floor + f64::from(opts.threshold_db)).max(f64::from(opts.min_level_db));
+    let raw: Vec<bool> = db.iter().map(|&d| d > threshold).collect();
+
+    // Drop short runs (clicks), then extend the surviving runs by onset / hangover.
+    let mut kept = vec![false; raw.len()];
+    let mut t = 0;
+    while t < raw.len() {
+        if !raw[t] {
+            t += 1;
+            continue;
+        }
+        let start = t;
+        while t < raw.len() && raw[t] {
+            t += 1;
+        }
+        if t - start >= opts.min_speech_frames {
+            let lo = start.saturating_sub(opts.onset_frames);
+            let hi = (t + opts.hangover_frames).min(raw.len());
+            kept[lo..hi].iter_mut().for_each(|k| *k = true);
+        }
+    }
+    kept
+}
+
+/// Speech / non-speech decision for each snip-edges analysis frame of `samples` (frame `t` covers
+/// samples `t·shift .. t·shift + length`, the filterbank's grid). Empty when the input is shorter
+/// than one frame.
+pub fn speech_mask(samples: &[f32], sample_rate: u32, opts: &VadOptions) -> Vec<bool> {
+    let (len, hop) = opts.frame_samples(sample_rate);
+    mask_from_powers(&frame_powers(samples, len, hop), opts)
+}
+
+/// Fraction of samples that are clipped: at or beyond `clip_level · 32767`, or inside a run of at
+/// least `clip_run` identical samples at the signal's own peak magnitude (when that peak is at least
+/// 1/4 of full scale, so quiet flat stretches are not mistaken for clipping).
+pub fn clipping_ratio(samples: &[f32], opts: &VadOptions) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let full = opts.clip_level * 32767.0;
+    let peak = samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let check_runs = peak >= 8192.0 && opts.clip_run >= 2;
+    let mut clipped = 0usize;
+    let mut i = 0;
+    while i < samples.len() {
+        let x = samples[i];
+        if check_runs && x.abs() == peak {
+            let start = i;
+            while i < samples.len() && samples[i] == x {
+                i += 1;
+            }
+            let run = i - start;
+            if run >= opts.clip_run || x.abs() >= full {
+                clipped += run;
+            }
+            continue;
+        }
+        if x.abs() >= full {
+            clipped += 1;
+        }
+        i += 1;
+    }
+    clipped as f64 / samples.len() as f64
+}
+
+/// Duration, net speech, SNR and clipping of `samples` (the original decoded samples: clipping is
+/// only meaningful before resampling), with the frame-level speech mask.
+pub fn assess(samples: &[f32], sample_rate: u32, opts: &VadOptions) -> QualityReport {
+    let duration_seconds = if sample_rate == 0 {
+        0.0
+    } else {
+        samples.len() as f64 / f64::from(sample_rate)
+    };
+    let (len, hop) = opts.frame_samples(sample_rate);
+    let powers = frame_powers(samples, len, hop);
+    let speech = mask_from_powers(&powers, opts);
+    let shift_s = if sample_rate == 0 {
+        0.0
+    } else {
+        hop as f64 / f64::from(sample_rate)
+    };
+    let n_speech = speech.iter().filter(|&&s| s).count();
+    let mean_of = |want: bool| {
+        let (sum, n) = powers
+            .iter()
+            .zip(&speech)
+            .filter(|(_, s)| **s == want)
+            .fold((0.0, 0usize), |(s, n), (p, _)| (s + p, n + 1));
+        (n > 0).then(|| sum / n as f64)
+    };
+    let snr_db = match mean_of(true) {
+        None => 0.0,
+        Some(sp) => {
+            let noise = mean_of(false).unwrap_or_else(|| percentile(&powers, 5.0));
+            10.0 * (sp / noise.max(POWER_FLOOR)).log10()
+        }
+    };
+    QualityReport {
+        quality: Quality {
+            duration_seconds,
+            net_speech_seconds: n_speech as f64 * shift_s,
+            snr_db,
+            clipping_ratio: clipping_ratio(samples, opts),
+        },
+        speech,
+    }
+}
+
+#[cfg(test)]
+mod tests;

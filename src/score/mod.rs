@@ -159,12 +159,13 @@ impl Cohort {
 
     /// Reads a cohort from a float32 `.npy` matrix (N × dim).
     pub fn from_npy_bytes(bytes: &[u8], origin: &str) -> Result<Self, ScoreError> {
-        let array = crate::npy::read_npy_bytes(bytes).map_err(|source| ScoreError::Cohort {
-            path: origin.to_string(),
-            source,
-        })?;
-        match array.shape.as_slice() {
-            [_, dim] => Self::new(array.data, *dim),
+        let (shape, data) =
+            crate::npy::read_npy_bytes(bytes).map_err(|source| ScoreError::Cohort {
+                path: origin.to_string(),
+                source,
+            })?;
+        match shape.as_slice() {
+            [_, dim] => Self::new(data, *dim),
             shape => Err(ScoreError::InvalidCohort(format!(
                 "{origin}: expected a 2-D matrix, found shape {shape:?}"
             ))),

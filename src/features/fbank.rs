@@ -1,0 +1,489 @@
+//! The filterbank and MFCC extractors: precomputed tables, one real FFT per frame, no allocation
+//! per frame.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use realfft::{RealFftPlanner, RealToComplex};
+
+use super::fastmath::{ln_fast, ln_in_place};
+use super::options::{FbankOptions, FrameOptions, MfccOptions, WindowType};
+use super::{FeatureError, FeatureMatrix};
+
+/// Kaldi's log floor: `log(max(energy, FLT_EPSILON))`.
+const ENERGY_FLOOR: f32 = f32::EPSILON;
+
+/// Kaldi's mel scale, in `f32` like kaldi-native-fbank so the set of non-zero FFT bins matches.
+fn mel_scale(freq: f32) -> f32 {
+    1127.0 * (1.0 + freq / 700.0).ln()
+}
+
+/// Triangular mel filters stored sparsely: filter `b` covers power bins
+/// `starts[b] .. starts[b] + lens[b]` with weights `weights[offsets[b] ..][.. lens[b]]`.
+#[derive(Debug, Clone)]
+struct MelBanks {
+    starts: Vec<usize>,
+    lens: Vec<usize>,
+    offsets: Vec<usize>,
+    weights: Vec<f32>,
+}
+
+impl MelBanks {
+    fn new(opts: &FbankOptions, padded: usize) -> Result<Self, FeatureError> {
+        let num_fft_bins = padded / 2;
+        let sample_freq = opts.frame.sample_rate as f32;
+        let fft_bin_width = sample_freq / padded as f32;
+        let mel_low = mel_scale(opts.low_freq);
+        let mel_high = mel_scale(opts.resolved_high_freq());
+        let delta = (mel_high - mel_low) / (opts.num_bins as f32 + 1.0);
+        let bin_mels: Vec<f32> = (0..num_fft_bins)
+            .map(|i| mel_scale(fft_bin_width * i as f32))
+            .collect();
+        let mut banks = MelBanks {
+            starts: Vec::with_capacity(opts.num_bins),
+            lens: Vec::with_capacity(opts.num_bins),
+            offsets: Vec::with_capacity(opts.num_bins),
+            weights: Vec::new(),
+        };
+        for b in 0..opts.num_bins {
+            let left = mel_low + b as f32 * delta;
+            let center = mel_low + (b as f32 + 1.0) * delta;
+            let right = mel_low + (b as f32 + 2.0) * delta;
+            let mut first = None;
+            let mut last = 0;
+            let mut row = Vec::new();
+            for (i, &mel) in bin_mels.iter().enumerate() {
+                let weight = if mel > left && mel < right {
+                    if mel <= center {
+                        (mel - left) / (center - left)
+                    } else {
+                        (right - mel) / (right - center)
+                    }
+                } else {
+                    0.0
+                };
+                row.push(weight);
+                if weight > 0.0 {
+                    first.get_or_insert(i);
+                    last = i;
+                }
+            }
+            let Some(first) = first else {
+                return Err(FeatureError::InvalidOption {
+                    name: "num_bins",
+                    reason: format!(
+                        "mel filter {b} of {} covers no FFT bin (too many bins for the FFT size)",
+                        opts.num_bins
+                    ),
+                });
+            };
+            banks.starts.push(first);
+            banks.lens.push(last + 1 - first);
+            banks.offsets.push(banks.weights.len());
+            banks.weights.extend_from_slice(&row[first..=last]);
+        }
+        Ok(banks)
+    }
+
+    /// Mel energies of one power spectrum, floored at [`ENERGY_FLOOR`] (not yet logged).
+    #[inline]
+    fn apply(&self, power: &[f32], out: &mut [f32]) {
+        let iter = self.starts.iter().zip(&self.lens).zip(&self.offsets);
+        for (o, ((&start, &len), &offset)) in out.iter_mut().zip(iter) {
+            let p = &power[start..start + len];
+            let w = &self.weights[offset..offset + len];
+            let e: f32 = p.iter().zip(w).map(|(a, b)| a * b).sum();
+            *o = e.max(ENERGY_FLOOR);
+        }
+    }
+}
+
+fn make_window(kind: WindowType, len: usize) -> Vec<f32> {
+    let a = 2.0 * std::f64::consts::PI / (len as f64 - 1.0);
+    (0..len)
+        .map(|i| {
+            let c = (a * i as f64).cos();
+            let w = match kind {
+                WindowType::Povey => (0.5 - 0.5 * c).powf(0.85),
+                WindowType::Hanning => 0.5 - 0.5 * c,
+                WindowType::Hamming => 0.54 - 0.46 * c,
+                WindowType::Rectangular => 1.0,
+            };
+            w as f32
+        })
+        .collect()
+}
+
+/// Sum of a slice with eight independent accumulators (vectorises, and is more accurate than a
+/// serial `f32` sum).
+#[inline]
+fn sum8(xs: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// `Σ (x − m)²` with eight accumulators.
+#[inline]
+fn sum_sq_dev8(xs: &[f32], m: f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            let d = x - m;
+            *a += d * d;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|x| (x - m) * (x - m)).sum::<f32>()
+}
+
+/// Per-call scratch buffers; one per thread / stream, reused for every frame.
+struct Workspace {
+    fft_in: Vec<f32>,
+    spectrum: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
+    power: Vec<f32>,
+    mel: Vec<f32>,
+}
+
+/// Kaldi-compatible log-mel filterbank extractor (`compute-fbank-feats` with dither 0).
+///
+/// Construct once and share: it is `Clone + Send + Sync` and [`compute`](Self::compute) takes
+/// `&self`.
+#[derive(Clone)]
+pub struct Fbank {
+    opts: FbankOptions,
+    frame_len: usize,
+    shift: usize,
+    padded: usize,
+    window: Vec<f32>,
+    mel: MelBanks,
+    fft: Arc<dyn RealToComplex<f32>>,
+}
+
+impl std::fmt::Debug for Fbank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fbank")
+            .field("opts", &self.opts)
+            .field("padded", &self.padded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fbank {
+    /// Validates the options and precomputes the window, the sparse mel filters and the FFT plan.
+    pub fn new(opts: &FbankOptions) -> Result<Self, FeatureError> {
+        opts.validate()?;
+        let frame_len = opts.frame.frame_length_samples();
+        let padded = opts.frame.padded_length();
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(padded);
+        Ok(Self {
+            opts: *opts,
+            frame_len,
+            shift: opts.frame.frame_shift_samples(),
+            padded,
+            window: make_window(opts.frame.window, frame_len),
+            mel: MelBanks::new(opts, padded)?,
+            fft,
+        })
+    }
+
+    /// The options this extractor was built with.
+    pub fn options(&self) -> &FbankOptions {
+        &self.opts
+    }
+
+    /// Feature dimension (number of mel bins).
+    pub fn dim(&self) -> usize {
+        self.opts.num_bins
+    }
+
+    /// Number of frames [`compute`](Self::compute) returns for `n_samples` samples.
+    pub fn num_frames(&self, n_samples: usize) -> usize {
+        self.opts.frame.num_frames(n_samples)
+    }
+
+    /// Log-mel filterbank of `samples` (16-bit scale): a `num_frames × num_bins` matrix.
+    pub fn compute(&self, samples: &[f32]) -> FeatureMatrix {
+        let mut out = FeatureMatrix::zeros(self.num_frames(samples.len()), self.dim());
+        let mut ws = self.workspace();
+        let mut gather = Vec::new();
+        for (i, row) in out.rows_mut().enumerate() {
+            let frame = extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
+            self.frame_log_mel(frame, &mut ws, row, false);
+        }
+        out
+    }
+
+    fn workspace(&self) -> Workspace {
+        Workspace {
+            fft_in: self.fft.make_input_vec(),
+            spectrum: self.fft.make_output_vec(),
+            scratch: self.fft.make_scratch_vec(),
+            power: vec![0.0; self.padded / 2 + 1],
+            mel: vec![0.0; self.opts.num_bins],
+        }
+    }
+
+    /// Conditions one frame, writes its log-mel energies to `out` and returns the raw energy
+    /// (after DC removal, before pre-emphasis) when `want_energy` is set, else 0.
+    #[inline]
+    fn frame_log_mel(
+        &self,
+        frame: &[f32],
+        ws: &mut Workspace,
+        out: &mut [f32],
+        want_energy: bool,
+    ) -> f32 {
+        let energy = self.frame_mel_energies(frame, ws, out, want_energy);
+        ln_in_place(out);
+        energy
+    }
+
+    /// Same as `frame_log_mel` without the log. If the FFT rejected its buffers (impossible with
+    /// buffers made by the same plan) the output is the floor.
+    #[inline]
+    fn frame_mel_energies(
+        &self,
+        frame: &[f32],
+        ws: &mut Workspace,
+        out: &mut [f32],
+        want_energy: bool,
+    ) -> f32 {
+        let n = frame.len();
+        let fopts = &self.opts.frame;
+        let mean = if fopts.remove_dc {
+            sum8(frame) / n as f32
+        } else {
+            0.0
+        };
+        let energy = if want_energy {
+            sum_sq_dev8(frame, mean)
+        } else {
+            0.0
+        };
+        let p = fopts.preemphasis;
+        let (head, tail) = ws.fft_in.split_at_mut(n);
+        // DC removal, pre-emphasis (Kaldi's y[0] = x[0] − p·x[0]) and window in one pass.
+        if let (Some(h), Some(&x0), Some(&w0)) =
+            (head.first_mut(), frame.first(), self.window.first())
+        {
+            *h = (x0 - mean) * (1.0 - p) * w0;
+        }
+        let pairs = frame[1..].iter().zip(&frame[..n - 1]);
+        for ((o, (&cur, &prev)), &w) in head[1..].iter_mut().zip(pairs).zip(&self.window[1..]) {
+            *o = ((cur - mean) - p * (prev - mean)) * w;
+        }
+        tail.fill(0.0);
+        if self
+            .fft
+            .process_with_scratch(&mut ws.fft_in, &mut ws.spectrum, &mut ws.scratch)
+            .is_err()
+        {
+            out.fill(ENERGY_FLOOR);
+            return energy;
+        }
+        for (pw, c) in ws.power.iter_mut().zip(&ws.spectrum) {
+            *pw = c.re * c.re + c.im * c.im;
+        }
+        self.mel.apply(&ws.power, out);
+        energy
+    }
+}
+
+/// Frame `i` of `samples`: a sub-slice with snip edges, else Kaldi's centred frame with reflected
+/// edges gathered into `gather`.
+#[inline]
+fn extract_frame<'a>(
+    opts: &FrameOptions,
+    frame_len: usize,
+    samples: &'a [f32],
+    i: usize,
+    gather: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    let shift = opts.frame_shift_samples();
+    if opts.snip_edges {
+        let start = i * shift;
+        return &samples[start..start + frame_len];
+    }
+    let n = samples.len() as i64;
+    let start = (shift * i + shift / 2) as i64 - (frame_len / 2) as i64;
+    gather.clear();
+    gather.extend((0..frame_len as i64).map(|s| {
+        let mut j = start + s;
+        while j < 0 || j >= n {
+            j = if j < 0 { -j - 1 } else { 2 * n - 1 - j };
+        }
+        samples[j as usize]
+    }));
+    gather
+}
+
+/// Kaldi-compatible MFCC extractor (`compute-mfcc-feats`, dither 0).
+#[derive(Clone, Debug)]
+pub struct Mfcc {
+    fbank: Fbank,
+    opts: MfccOptions,
+    /// `num_ceps × num_bins` DCT-II rows, each already multiplied by its lifter coefficient.
+    dct: Vec<f32>,
+}
+
+impl Mfcc {
+    /// Validates the options and precomputes the filterbank, DCT and lifter tables.
+    pub fn new(opts: &MfccOptions) -> Result<Self, FeatureError> {
+        opts.validate()?;
+        let fbank = Fbank::new(&opts.fbank)?;
+        let n = opts.fbank.num_bins;
+        let q = f64::from(opts.cepstral_lifter);
+        let mut dct = Vec::with_capacity(opts.num_ceps * n);
+        for k in 0..opts.num_ceps {
+            let norm = if k == 0 {
+                (1.0 / n as f64).sqrt()
+            } else {
+                (2.0 / n as f64).sqrt()
+            };
+            let lifter = if q != 0.0 {
+                1.0 + 0.5 * q * (std::f64::consts::PI * k as f64 / q).sin()
+            } else {
+                1.0
+            };
+            for j in 0..n {
+                let c = (std::f64::consts::PI / n as f64 * (j as f64 + 0.5) * k as f64).cos();
+                dct.push((norm * c * lifter) as f32);
+            }
+        }
+        Ok(Self {
+            fbank,
+            opts: *opts,
+            dct,
+        })
+    }
+
+    /// The options this extractor was built with.
+    pub fn options(&self) -> &MfccOptions {
+        &self.opts
+    }
+
+    /// Feature dimension (number of cepstra).
+    pub fn dim(&self) -> usize {
+        self.opts.num_ceps
+    }
+
+    /// Number of frames [`compute`](Self::compute) returns for `n_samples` samples.
+    pub fn num_frames(&self, n_samples: usize) -> usize {
+        self.fbank.num_frames(n_samples)
+    }
+
+    /// MFCCs of `samples` (16-bit scale): a `num_frames × num_ceps` matrix.
+    pub fn compute(&self, samples: &[f32]) -> FeatureMatrix {
+        let fb = &self.fbank;
+        let mut out = FeatureMatrix::zeros(self.num_frames(samples.len()), self.dim());
+        let mut ws = fb.workspace();
+        let mut mel = std::mem::take(&mut ws.mel);
+        let mut gather = Vec::new();
+        let nb = fb.opts.num_bins;
+        for (i, row) in out.rows_mut().enumerate() {
+            let frame = extract_frame(&fb.opts.frame, fb.frame_len, samples, i, &mut gather);
+            let energy = fb.frame_log_mel(frame, &mut ws, &mut mel, self.opts.use_energy);
+            for (c, d) in row.iter_mut().zip(self.dct.chunks_exact(nb)) {
+                *c = d.iter().zip(&mel).map(|(a, b)| a * b).sum();
+            }
+            if self.opts.use_energy
+                && let Some(c0) = row.first_mut()
+            {
+                *c0 = ln_fast(energy.max(ENERGY_FLOOR));
+            }
+        }
+        out
+    }
+}
+
+/// Incremental filterbank for live audio: feed samples as they arrive, get exactly the frames the
+/// batch [`Fbank::compute`] would produce for the concatenated input (snip-edges framing only).
+pub struct StreamingFbank {
+    fbank: Fbank,
+    ws: Workspace,
+    pending: Vec<f32>,
+    frames: u64,
+}
+
+impl std::fmt::Debug for StreamingFbank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingFbank")
+            .field("fbank", &self.fbank)
+            .field("pending", &self.pending.len())
+            .field("frames", &self.frames)
+            .finish()
+    }
+}
+
+impl StreamingFbank {
+    /// A streaming extractor with these options; `snip_edges` must be `true` (centred frames
+    /// would need samples from the future at the start).
+    pub fn new(opts: &FbankOptions) -> Result<Self, FeatureError> {
+        Self::from_fbank(Fbank::new(opts)?)
+    }
+
+    /// A streaming extractor around an existing [`Fbank`] (its tables are shared, not rebuilt).
+    pub fn from_fbank(fbank: Fbank) -> Result<Self, FeatureError> {
+        if !fbank.opts.frame.snip_edges {
+            return Err(FeatureError::InvalidOption {
+                name: "snip_edges",
+                reason: "streaming extraction needs snip_edges = true".to_string(),
+            });
+        }
+        let ws = fbank.workspace();
+        let pending = Vec::with_capacity(fbank.frame_len * 2);
+        Ok(Self {
+            fbank,
+            ws,
+            pending,
+            frames: 0,
+        })
+    }
+
+    /// Feature dimension.
+    pub fn dim(&self) -> usize {
+        self.fbank.dim()
+    }
+
+    /// Frames emitted so far.
+    pub fn frames_emitted(&self) -> u64 {
+        self.frames
+    }
+
+    /// Appends `samples` and writes every newly complete frame to the end of `out` (row-major,
+    /// [`dim`](Self::dim) values per frame). Returns the number of frames appended.
+    pub fn push(&mut self, samples: &[f32], out: &mut Vec<f32>) -> usize {
+        self.pending.extend_from_slice(samples);
+        let len = self.fbank.frame_len;
+        let shift = self.fbank.shift;
+        if self.pending.len() < len {
+            return 0;
+        }
+        let n = 1 + (self.pending.len() - len) / shift;
+        let dim = self.dim();
+        let base = out.len();
+        out.resize(base + n * dim, 0.0);
+        for (i, row) in out[base..].chunks_exact_mut(dim).enumerate() {
+            let frame = &self.pending[i * shift..i * shift + len];
+            self.fbank.frame_log_mel(frame, &mut self.ws, row, false);
+        }
+        self.pending.drain(..n * shift);
+        self.frames += n as u64;
+        n
+    }
+
+    /// Drops buffered samples and restarts framing from the next pushed sample.
+    pub fn reset(&mut self) {
+        self.pending.clear();
+        self.frames = 0;
+    }
+}

@@ -1,0 +1,59 @@
+//! Per-utterance normalisation of feature matrices.
+
+use super::FeatureMatrix;
+
+/// Per-dimension mean over all rows, accumulated in `f64`.
+fn column_means(m: &FeatureMatrix) -> Vec<f64> {
+    let mut sums = vec![0.0f64; m.dim()];
+    for row in m.rows() {
+        for (s, &x) in sums.iter_mut().zip(row) {
+            *s += f64::from(x);
+        }
+    }
+    let n = m.num_frames().max(1) as f64;
+    sums.iter_mut().for_each(|s| *s /= n);
+    sums
+}
+
+/// Cepstral mean normalisation: subtracts each dimension's mean over time (mean in `f64`, result
+/// rounded to `f32`; the golden `fbank80_cmn` recipe and CAM++'s input). No-op on an empty matrix.
+pub fn apply_cmn(m: &mut FeatureMatrix) {
+    if m.is_empty() {
+        return;
+    }
+    let means = column_means(m);
+    for row in m.rows_mut() {
+        for (x, &mu) in row.iter_mut().zip(&means) {
+            *x = (f64::from(*x) - mu) as f32;
+        }
+    }
+}
+
+/// Mean and variance normalisation: each dimension to zero mean and unit (population) variance
+/// over time. Dimensions with (near-)zero variance are only mean-normalised. No-op on an empty matrix.
+pub fn apply_cmvn(m: &mut FeatureMatrix) {
+    if m.is_empty() {
+        return;
+    }
+    let means = column_means(m);
+    let mut vars = vec![0.0f64; m.dim()];
+    for row in m.rows() {
+        for ((v, &x), &mu) in vars.iter_mut().zip(row).zip(&means) {
+            let d = f64::from(x) - mu;
+            *v += d * d;
+        }
+    }
+    let n = m.num_frames() as f64;
+    let scales: Vec<f64> = vars
+        .iter()
+        .map(|v| {
+            let sd = (v / n).sqrt();
+            if sd > 1e-10 { 1.0 / sd } else { 1.0 }
+        })
+        .collect();
+    for row in m.rows_mut() {
+        for ((x, &mu), &s) in row.iter_mut().zip(&means).zip(&scales) {
+            *x = ((f64::from(*x) - mu) * s) as f32;
+        }
+    }
+}

@@ -1,0 +1,218 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::features::tests::read_wav_pcm16;
+use crate::features::{Fbank, FbankOptions};
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/golden/inputs");
+
+/// Deterministic Gaussian-ish noise (sum of 4 uniforms from an LCG).
+fn noise(n: usize, sigma: f32, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    let mut uni = move || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    };
+    (0..n)
+        .map(|_| (uni() + uni() + uni() + uni()) * sigma * 1.732)
+        .collect()
+}
+
+/// A voiced-speech stand-in: harmonics of 140 Hz with a slow amplitude modulation that never
+/// drops below 30 %.
+fn voiced(n: usize, rate: u32, amp: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / rate as f32;
+            let env = 0.65 + 0.35 * (2.0 * std::f32::consts::PI * 4.0 * t).sin();
+            let s: f32 = (1..=5)
+                .map(|h| (2.0 * std::f32::consts::PI * 140.0 * h as f32 * t).sin() / h as f32)
+                .sum();
+            amp * env * s / 1.5
+        })
+        .collect()
+}
+
+#[test]
+fn silence_and_low_noise_are_not_speech() {
+    let (rate, x) = read_wav_pcm16(&format!("{GOLDEN}/e_silence_noise.wav"));
+    let r = assess(&x, rate, &VadOptions::default());
+    assert_eq!(r.speech.len(), 198);
+    assert!(r.speech.iter().all(|s| !s));
+    assert_eq!(r.quality.net_speech_seconds, 0.0);
+    assert_eq!(r.quality.snr_db, 0.0);
+    assert!((r.quality.duration_seconds - 2.0).abs() < 1e-9);
+    assert_eq!(r.quality.clipping_ratio, 0.0);
+}
+
+#[test]
+fn gap_boundaries_found_within_two_frames() {
+    let rate = 16_000;
+    let opts = VadOptions::default();
+    let (len, hop) = opts.frame_samples(rate);
+    // speech 1.2 s | zeros 0.8 s | speech 1.0 s | noise (sigma 8) 1.1 s | speech 0.9 s
+    let segments: [(usize, Option<f32>); 5] = [
+        (19_200, None),
+        (12_800, Some(0.0)),
+        (16_000, None),
+        (17_600, Some(8.0)),
+        (14_400, None),
+    ];
+    let mut x = Vec::new();
+    let mut gaps = Vec::new();
+    for (i, &(n, gap)) in segments.iter().enumerate() {
+        match gap {
+            None => x.extend(voiced(n, rate, 4000.0)),
+            Some(sigma) => {
+                gaps.push((x.len(), x.len() + n));
+                x.extend(noise(n, sigma, i as u64));
+            }
+        }
+    }
+    let mask = speech_mask(&x, rate, &opts);
+    assert_eq!(mask.len(), 1 + (x.len() - len) / hop);
+    for (g0, g1) in gaps {
+        // Raw speech ends with the last frame that starts before g0; the hangover follows.
+        let expect_off = (g0 - 1) / hop + 1 + opts.hangover_frames;
+        // Raw speech restarts with the first frame that reaches past g1; the onset precedes.
+        let expect_on = (g1 - len) / hop + 1 - opts.onset_frames;
+        let off = (expect_off.saturating_sub(10)..mask.len())
+            .find(|&t| !mask[t])
+            .unwrap();
+        let on = (off..mask.len()).find(|&t| mask[t]).unwrap();
+        assert!(
+            off.abs_diff(expect_off) <= 2,
+            "gap {g0}..{g1}: off at {off}, expected {expect_off}"
+        );
+        assert!(
+            on.abs_diff(expect_on) <= 2,
+            "gap {g0}..{g1}: on at {on}, expected {expect_on}"
+        );
+        assert!(mask[off..on].iter().all(|s| !s));
+    }
+    // Speech runs are whole: the first 1.2 s is all speech.
+    assert!(mask[..100].iter().all(|&s| s));
+}
+
+#[test]
+fn gaps_between_real_recordings_are_non_speech() {
+    let rate = 16_000;
+    let opts = VadOptions::default();
+    let (_, hop) = opts.frame_samples(rate);
+    let (_, a) = read_wav_pcm16(&format!("{GOLDEN}/a_espeak_en_us.wav"));
+    let (_, b) = read_wav_pcm16(&format!("{GOLDEN}/b_espeak_en_f3.wav"));
+    let (_, d) = read_wav_pcm16(&format!("{GOLDEN}/d_asterisk_allison_16k.wav"));
+    let mut x = a.clone();
+    let g1 = (x.len(), x.len() + 16_000);
+    x.extend(std::iter::repeat_n(0.0, 16_000));
+    x.extend(&b);
+    let g2 = (x.len(), x.len() + 16_000);
+    x.extend(noise(16_000, 8.0, 7));
+    x.extend(&d);
+    let r = assess(&x, rate, &opts);
+    let fb = Fbank::new(&FbankOptions::kaldi(rate, 80)).unwrap();
+    assert_eq!(r.speech.len(), fb.num_frames(x.len()));
+    for (g0, g1) in [g1, g2] {
+        let first = g0 / hop + opts.hangover_frames + 3;
+        let last = (g1 - 400) / hop - opts.onset_frames - 2;
+        assert!(
+            r.speech[first..=last].iter().all(|s| !s),
+            "gap {g0}..{g1} not clear"
+        );
+    }
+    // Each recording contributes speech.
+    for (lo, hi) in [(0, a.len()), (g1.1, g2.0), (g2.1, x.len() - 400)] {
+        assert!(r.speech[lo / hop..hi / hop].iter().filter(|&&s| s).count() > 50);
+    }
+    let q = r.quality;
+    assert!(q.net_speech_seconds > 4.0 && q.net_speech_seconds < q.duration_seconds - 2.0);
+    assert!(q.snr_db > 30.0, "snr {}", q.snr_db);
+}
+
+#[test]
+fn snr_of_tone_in_known_noise() {
+    let rate = 8_000;
+    let mut x = noise(8_000, 30.0, 1);
+    x.extend(voiced(16_000, rate, 3000.0));
+    x.extend(noise(8_000, 30.0, 2));
+    let n = noise(x.len(), 30.0, 3);
+    let speech_power: f64 = x[8_000..24_000]
+        .iter()
+        .map(|v| f64::from(*v).powi(2))
+        .sum::<f64>()
+        / 16_000.0;
+    x.iter_mut().zip(&n).for_each(|(a, b)| *a += b);
+    let noise_power = 2.0 * 900.0; // both noise layers in the gaps
+    let expected = 10.0 * ((speech_power + 900.0) / noise_power).log10();
+    let q = assess(&x, rate, &VadOptions::default()).quality;
+    assert!(
+        (q.snr_db - expected).abs() < 2.0,
+        "snr {} expected {expected}",
+        q.snr_db
+    );
+    assert!(
+        (q.net_speech_seconds - 2.0).abs() < 0.2,
+        "{}",
+        q.net_speech_seconds
+    );
+}
+
+#[test]
+fn no_non_speech_still_gives_a_finite_snr() {
+    let x = voiced(16_000, 16_000, 3000.0);
+    // Threshold at the quietest frame: every frame is speech, so the SNR falls back to the
+    // 5th-percentile frame power as the noise estimate.
+    let opts = VadOptions {
+        noise_percentile: 0.0,
+        threshold_db: -1.0,
+        ..VadOptions::default()
+    };
+    let r = assess(&x, 16_000, &opts);
+    assert!(r.speech.iter().all(|&s| s));
+    let q = r.quality;
+    assert!(
+        q.snr_db.is_finite() && q.snr_db > 0.0 && q.snr_db < 20.0,
+        "{}",
+        q.snr_db
+    );
+    assert!((q.net_speech_seconds - 0.98).abs() < 1e-9);
+}
+
+#[test]
+fn clipping_ratio_counts_full_scale_and_flat_tops() {
+    let opts = VadOptions::default();
+    let quiet = voiced(8_000, 8_000, 1000.0);
+    assert_eq!(clipping_ratio(&quiet, &opts), 0.0);
+    let loud: Vec<f32> = voiced(8_000, 8_000, 60_000.0)
+        .into_iter()
+        .map(|v| v.clamp(-32768.0, 32767.0))
+        .collect();
+    let expected = loud.iter().filter(|v| v.abs() >= 0.99 * 32767.0).count() as f64 / 8_000.0;
+    assert!(expected > 0.05);
+    assert!((clipping_ratio(&loud, &opts) - expected).abs() < 1e-12);
+    // Clipped at 20000 before a gain stage: flat runs at the peak.
+    let flat: Vec<f32> = voiced(8_000, 8_000, 40_000.0)
+        .into_iter()
+        .map(|v| v.clamp(-20_000.0, 20_000.0))
+        .collect();
+    let expected = flat.iter().filter(|v| v.abs() == 20_000.0).count() as f64 / 8_000.0;
+    let got = clipping_ratio(&flat, &opts);
+    assert!(
+        got > 0.0 && got <= expected && got > 0.9 * expected,
+        "{got} vs {expected}"
+    );
+    assert_eq!(clipping_ratio(&[], &opts), 0.0);
+}
+
+#[test]
+fn degenerate_inputs() {
+    let opts = VadOptions::default();
+    assert!(speech_mask(&[], 16_000, &opts).is_empty());
+    assert!(speech_mask(&[1.0; 100], 16_000, &opts).is_empty());
+    let r = assess(&[0.0; 1000], 0, &opts);
+    assert_eq!(r.quality.duration_seconds, 0.0);
+    let r = assess(&[f32::NAN; 4000], 8_000, &opts);
+    assert!(!r.quality.duration_seconds.is_nan());
+}
