@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
+pub mod client;
 pub mod model;
+pub mod serve;
 
 /// Speaker verification for call centres.
 #[derive(Parser)]
@@ -19,6 +22,20 @@ struct Cli {
 enum Command {
     /// Fetch, locate or verify the CAM++ model file.
     Model(model::ModelArgs),
+    /// Run the gRPC service.
+    Serve(serve::ServeArgs),
+    /// Enrol a speaker through a server.
+    Enroll(client::EnrollArgs),
+    /// Verify a claimed speaker through a server.
+    Verify(client::VerifyArgs),
+    /// Identify a voice among the enrolled speakers or a watchlist.
+    Identify(client::IdentifyArgs),
+    /// Speaker lifecycle: get, opt-out, delete.
+    Speaker(client::SpeakerArgs),
+    /// Watchlists: create, list, add, remove.
+    Watchlist(client::WatchlistArgs),
+    /// Export the audit log of a store.
+    Audit(audit::AuditArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -26,6 +43,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Model(args) => model::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Enroll(args) => client::run_enroll(args),
+        Command::Verify(args) => client::run_verify(args),
+        Command::Identify(args) => client::run_identify(args),
+        Command::Speaker(args) => client::run_speaker(args),
+        Command::Watchlist(args) => client::run_watchlist(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

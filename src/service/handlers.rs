@@ -13,10 +13,10 @@ use super::error::ServiceError;
 use super::index::{Hit, Index};
 use super::shim::audio::{ChannelSelect, DecodeOptions, Encoding, Limits};
 use super::shim::pipeline::{Analysis, Engine};
-use super::shim::quality::Quality;
 use super::work::{WorkPool, blocking};
 use crate::config::Config;
 use crate::proto::v1 as pb;
+use crate::quality::Quality;
 use crate::score::{Prepared, merge_embeddings};
 use crate::store::{
     AuditEvent, EnrollmentPart, SpeakerChange, SpeakerMeta, SpeakerRecord, SpeakerState, Store,

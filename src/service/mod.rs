@@ -35,6 +35,9 @@ pub use auth::Auth;
 pub use error::ServiceError;
 pub use handlers::VoiceprintService;
 pub use index::{Hit, Index};
+/// TEMPORARY: the pipeline stand-in until `pipeline::Engine` lands.
+#[doc(hidden)]
+pub use shim::pipeline as shim_engine;
 pub use work::WorkPool;
 
 use crate::config::Config;

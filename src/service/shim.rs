@@ -57,18 +57,9 @@ pub mod audio {
     }
 }
 
-pub mod quality {
-    #[derive(Debug, Clone, Default)]
-    pub struct Quality {
-        pub duration_seconds: f64,
-        pub net_speech_seconds: f64,
-        pub snr_db: f64,
-        pub clipping_ratio: f64,
-    }
-}
-
 pub mod pipeline {
-    use super::{audio, quality};
+    use super::audio;
+    use crate::quality;
     use crate::score;
     use std::path::PathBuf;
     pub struct EngineConfig {
@@ -144,15 +135,5 @@ pub mod pipeline {
         pub fn model_version(&self) -> &str {
             "shim-model"
         }
-    }
-}
-
-pub mod model {
-    use std::path::{Path, PathBuf};
-    pub fn default_model_dir() -> PathBuf {
-        PathBuf::from("models")
-    }
-    pub fn ensure_model(dir: &Path) -> Result<PathBuf, std::io::Error> {
-        Ok(dir.join("campplus.pt"))
     }
 }

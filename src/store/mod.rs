@@ -19,7 +19,7 @@ mod crypto;
 mod redb_store;
 
 pub use crypto::{KeySource, MASTER_KEY_ENV, MasterKey};
-pub use redb_store::RedbStore;
+pub use redb_store::{DB_FILE, RedbStore};
 
 use serde::{Deserialize, Serialize};
 
