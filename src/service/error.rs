@@ -43,6 +43,9 @@ pub enum ServiceError {
     /// The operation is not available (yet).
     #[error("{0} is not implemented yet")]
     Unimplemented(&'static str),
+    /// The client's deadline (`grpc-timeout`) passed before the answer was ready.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
     /// The store failed.
     #[error("storage failure")]
     Store(#[source] StoreError),
@@ -78,6 +81,7 @@ impl From<ServiceError> for Status {
             ServiceError::Overloaded(_) => Code::Unavailable,
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,
             ServiceError::Unimplemented(_) => Code::Unimplemented,
+            ServiceError::DeadlineExceeded => Code::DeadlineExceeded,
             ServiceError::Store(_) | ServiceError::Internal(_) => Code::Internal,
         };
         if code == Code::Internal {

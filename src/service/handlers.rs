@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -11,9 +11,9 @@ use tonic::{Request, Response, Status};
 use super::auth::Auth;
 use super::error::ServiceError;
 use super::index::{Hit, Index};
-use super::shim::audio::{ChannelSelect, DecodeOptions, Encoding, Limits};
 use super::shim::pipeline::{Analysis, Engine};
 use super::work::{WorkPool, blocking};
+use crate::audio::{ChannelSelect, DecodeOptions, Encoding, Limits};
 use crate::config::Config;
 use crate::proto::v1 as pb;
 use crate::quality::Quality;
@@ -362,6 +362,42 @@ fn finish<T>(
         tracing::debug!(method, code, message = s.message(), "request failed");
     }
     result.map(Response::new)
+}
+
+/// The client's deadline from `grpc-timeout` (e.g. `100m` = 100 ms), if any.
+fn deadline(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let v = md.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (n, unit) = v.split_at(v.len() - 1);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Runs a handler within the client's deadline. tonic's own timeout answers CANCELLED; firing a
+/// little earlier gives the client the DEADLINE_EXCEEDED that gRPC specifies.
+async fn within<T>(
+    budget: Option<Duration>,
+    fut: impl std::future::Future<Output = Result<T, ServiceError>>,
+) -> Result<T, ServiceError> {
+    match budget {
+        None => fut.await,
+        Some(d) => {
+            let margin = (d / 20).max(Duration::from_millis(2));
+            tokio::time::timeout(d.saturating_sub(margin), fut)
+                .await
+                .map_err(|_| ServiceError::DeadlineExceeded)?
+        }
+    }
 }
 
 fn count_decision(method: &'static str, d: pb::Decision) {
@@ -1021,7 +1057,8 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         let t = Instant::now();
-        finish("enroll", t, self.enroll_inner(req).await)
+        let d = deadline(req.metadata());
+        finish("enroll", t, within(d, self.enroll_inner(req)).await)
     }
 
     async fn verify(
@@ -1029,7 +1066,8 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let t = Instant::now();
-        finish("verify", t, self.verify_inner(req).await)
+        let d = deadline(req.metadata());
+        finish("verify", t, within(d, self.verify_inner(req)).await)
     }
 
     async fn identify(
@@ -1037,7 +1075,8 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::IdentifyRequest>,
     ) -> Result<Response<pb::IdentifyResponse>, Status> {
         let t = Instant::now();
-        finish("identify", t, self.identify_inner(req).await)
+        let d = deadline(req.metadata());
+        finish("identify", t, within(d, self.identify_inner(req)).await)
     }
 
     async fn create_watchlist(
@@ -1045,10 +1084,11 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::CreateWatchlistRequest>,
     ) -> Result<Response<pb::Watchlist>, Status> {
         let t = Instant::now();
+        let d = deadline(req.metadata());
         finish(
             "create_watchlist",
             t,
-            self.create_watchlist_inner(req).await,
+            within(d, self.create_watchlist_inner(req)).await,
         )
     }
 
@@ -1057,10 +1097,11 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::AddToWatchlistRequest>,
     ) -> Result<Response<pb::AddToWatchlistResponse>, Status> {
         let t = Instant::now();
+        let d = deadline(req.metadata());
         finish(
             "add_to_watchlist",
             t,
-            self.add_to_watchlist_inner(req).await,
+            within(d, self.add_to_watchlist_inner(req)).await,
         )
     }
 
@@ -1069,10 +1110,11 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::RemoveFromWatchlistRequest>,
     ) -> Result<Response<pb::RemoveFromWatchlistResponse>, Status> {
         let t = Instant::now();
+        let d = deadline(req.metadata());
         finish(
             "remove_from_watchlist",
             t,
-            self.remove_from_watchlist_inner(req).await,
+            within(d, self.remove_from_watchlist_inner(req)).await,
         )
     }
 
@@ -1081,7 +1123,12 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::ListWatchlistsRequest>,
     ) -> Result<Response<pb::ListWatchlistsResponse>, Status> {
         let t = Instant::now();
-        finish("list_watchlists", t, self.list_watchlists_inner(req).await)
+        let d = deadline(req.metadata());
+        finish(
+            "list_watchlists",
+            t,
+            within(d, self.list_watchlists_inner(req)).await,
+        )
     }
 
     async fn get_speaker(
@@ -1089,7 +1136,12 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::GetSpeakerRequest>,
     ) -> Result<Response<pb::Speaker>, Status> {
         let t = Instant::now();
-        finish("get_speaker", t, self.get_speaker_inner(req).await)
+        let d = deadline(req.metadata());
+        finish(
+            "get_speaker",
+            t,
+            within(d, self.get_speaker_inner(req)).await,
+        )
     }
 
     async fn opt_out_speaker(
@@ -1097,7 +1149,12 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::OptOutSpeakerRequest>,
     ) -> Result<Response<pb::OptOutSpeakerResponse>, Status> {
         let t = Instant::now();
-        finish("opt_out_speaker", t, self.opt_out_inner(req).await)
+        let d = deadline(req.metadata());
+        finish(
+            "opt_out_speaker",
+            t,
+            within(d, self.opt_out_inner(req)).await,
+        )
     }
 
     async fn delete_speaker(
@@ -1105,7 +1162,8 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<pb::DeleteSpeakerRequest>,
     ) -> Result<Response<pb::DeleteSpeakerResponse>, Status> {
         let t = Instant::now();
-        finish("delete_speaker", t, self.delete_inner(req).await)
+        let d = deadline(req.metadata());
+        finish("delete_speaker", t, within(d, self.delete_inner(req)).await)
     }
 
     type StreamVerifyStream = ResponseStream<pb::VerifyResponse>;

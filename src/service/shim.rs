@@ -3,46 +3,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod audio {
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-    pub enum Encoding {
-        #[default]
-        Auto,
-        Pcm16Le,
-        Mulaw,
-        Alaw,
-    }
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-    pub enum ChannelSelect {
-        #[default]
-        Default,
-        Mix,
-        Left,
-        Right,
-        Index(usize),
-    }
-    #[derive(Debug, Clone, Copy)]
-    pub struct Limits {
-        pub max_bytes: usize,
-        pub max_seconds: f64,
-        pub max_channels: usize,
-    }
-    impl Default for Limits {
-        fn default() -> Self {
-            Self {
-                max_bytes: 64 << 20,
-                max_seconds: 600.0,
-                max_channels: 8,
-            }
-        }
-    }
-    #[derive(Debug, Clone, Default)]
-    pub struct DecodeOptions {
-        pub encoding: Encoding,
-        pub sample_rate: Option<u32>,
-        pub channels: usize,
-        pub channel: ChannelSelect,
-        pub limits: Limits,
-    }
+    pub use crate::audio::{DecodeOptions, Limits};
     #[derive(Debug, thiserror::Error)]
     pub enum AudioError {
         #[error("unsupported audio format")]
