@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit;
 pub mod client;
+pub mod load;
 pub mod model;
 pub mod serve;
 
@@ -36,6 +37,8 @@ enum Command {
     Watchlist(client::WatchlistArgs),
     /// Export the audit log of a store.
     Audit(audit::AuditArgs),
+    /// Load-test Verify on a loopback server.
+    Load(load::LoadArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Speaker(args) => client::run_speaker(args),
         Command::Watchlist(args) => client::run_watchlist(args),
         Command::Audit(args) => audit::run(args),
+        Command::Load(args) => load::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
