@@ -1,1 +1,215 @@
-//! (in progress)
+//! The stages glued together: audio in, speaker embedding and quality out.
+//!
+//! ```text
+//! bytes ─ decode (audio) ─ quality (original rate) ─ resample to 16 kHz ─ fbank80 ─ VAD mask ─ CMN ─ CAM++ ─ L2
+//! ```
+//!
+//! One [`Engine`] holds the model, the feature extractor and the scorer. It is `Send + Sync` and
+//! meant to be shared (`Arc<Engine>`) by every thread; each call allocates its own scratch.
+//! Every call is CPU-bound: async callers run it on a blocking pool.
+
+use std::path::{Path, PathBuf};
+
+use crate::audio::{self, AudioError, DecodeOptions, Waveform};
+use crate::embed::{CamPlusPlus, EmbedError};
+use crate::features::{self, Fbank, FbankOptions, FeatureMatrix};
+use crate::quality::{self, Quality, VadOptions};
+use crate::score::{ScoreError, Scorer, l2_normalize};
+
+/// The sample rate the embedding network expects.
+pub const MODEL_SAMPLE_RATE: u32 = 16_000;
+
+/// Errors of the pipeline: whichever stage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The audio could not be decoded or broke a limit.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    /// The feature extractor could not be built.
+    #[error(transparent)]
+    Features(#[from] features::FeatureError),
+    /// The model could not be loaded or run.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The cohort or calibration could not be loaded.
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+}
+
+impl PipelineError {
+    /// Whether the error is a size or duration limit (rather than bad data).
+    pub fn is_limit(&self) -> bool {
+        matches!(self, PipelineError::Audio(e) if e.is_limit())
+    }
+}
+
+/// Where the scorer's cohort and calibration come from.
+#[derive(Clone, Debug, Default)]
+pub enum ScoringSource {
+    /// The defaults shipped in the binary.
+    #[default]
+    Builtin,
+    /// `cohort.npy` and `calibration.json` in a directory.
+    Dir(PathBuf),
+    /// Plain cosine: no normalisation, no calibration.
+    Raw,
+}
+
+/// How an [`Engine`] is built.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The CAM++ checkpoint (see [`crate::model::ensure_model`]).
+    pub model_path: PathBuf,
+    /// Cohort and calibration.
+    pub scoring: ScoringSource,
+    /// Drop non-speech frames before embedding.
+    pub use_vad: bool,
+    /// Voice activity detection settings.
+    pub vad: VadOptions,
+    /// Below this much net speech no embedding is computed.
+    pub min_embed_speech_seconds: f64,
+}
+
+impl EngineConfig {
+    /// The production configuration for a model file.
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        Self {
+            model_path: model_path.into(),
+            scoring: ScoringSource::Builtin,
+            use_vad: true,
+            vad: VadOptions::default(),
+            min_embed_speech_seconds: 0.5,
+        }
+    }
+}
+
+/// What the pipeline learns from one piece of audio.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    /// The L2-normalised embedding; `None` when there was too little speech to compute one.
+    pub embedding: Option<Vec<f32>>,
+    /// Signal quality measured on the decoded audio.
+    pub quality: Quality,
+}
+
+/// The loaded pipeline.
+pub struct Engine {
+    model: CamPlusPlus,
+    fbank: Fbank,
+    scorer: Scorer,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// Loads the model and the scorer.
+    pub fn load(config: EngineConfig) -> Result<Self, PipelineError> {
+        let model = CamPlusPlus::load(&config.model_path)?;
+        let fbank = Fbank::new(&FbankOptions::kaldi(MODEL_SAMPLE_RATE, 80))?;
+        let scorer = match &config.scoring {
+            ScoringSource::Builtin => Scorer::raw(), // TEMP-BUILTIN
+            ScoringSource::Dir(dir) => Scorer::from_dir(dir)?,
+            ScoringSource::Raw => Scorer::raw(),
+        };
+        Ok(Self {
+            model,
+            fbank,
+            scorer,
+            config,
+        })
+    }
+
+    /// The scorer (cohort + calibration) this engine was built with.
+    pub fn scorer(&self) -> &Scorer {
+        &self.scorer
+    }
+
+    /// Replaces the scorer (for experiments and calibration).
+    pub fn with_scorer(mut self, scorer: Scorer) -> Self {
+        self.scorer = scorer;
+        self
+    }
+
+    /// Identifier of the embedding model.
+    pub fn model_version(&self) -> &str {
+        self.model.version()
+    }
+
+    /// The configuration the engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Decodes `bytes` and analyses the result.
+    pub fn analyze(&self, bytes: &[u8], opts: &DecodeOptions) -> Result<Analysis, PipelineError> {
+        let decoded = audio::decode(bytes, opts)?;
+        self.analyze_waveform(&decoded.waveform)
+    }
+
+    /// Reads and decodes a file and analyses the result.
+    pub fn analyze_file(
+        &self,
+        path: &Path,
+        opts: &DecodeOptions,
+    ) -> Result<Analysis, PipelineError> {
+        let decoded = audio::decode_file(path, opts)?;
+        self.analyze_waveform(&decoded.waveform)
+    }
+
+    /// Analyses decoded mono audio (any sample rate, int16 scale).
+    pub fn analyze_waveform(&self, waveform: &Waveform) -> Result<Analysis, PipelineError> {
+        let report = quality::assess(&waveform.samples, waveform.sample_rate, &self.config.vad);
+        let quality = report.quality;
+        if quality.net_speech_seconds < self.config.min_embed_speech_seconds && self.config.use_vad
+        {
+            return Ok(Analysis {
+                embedding: None,
+                quality,
+            });
+        }
+        let samples = self.to_model_rate(waveform)?;
+        let mut feats = self.fbank.compute(&samples);
+        if self.config.use_vad {
+            // The VAD grid (25 ms / 10 ms) gives the same frame count at every rate, so the mask
+            // measured at the original rate lines up with the 16 kHz filterbank frames.
+            let mask = if report.speech.len() == feats.num_frames() {
+                report.speech
+            } else {
+                quality::speech_mask(&samples, MODEL_SAMPLE_RATE, &self.config.vad)
+            };
+            feats = feats.select_rows(&mask);
+        }
+        let embedding = self.embed_features(feats)?;
+        Ok(Analysis {
+            embedding: Some(embedding),
+            quality,
+        })
+    }
+
+    /// Embeds the whole utterance exactly as the reference implementation does: fbank80 of every
+    /// sample at 16 kHz, mean removal, CAM++; no VAD and no length normalisation.
+    pub fn embed_raw(&self, waveform: &Waveform) -> Result<Vec<f32>, PipelineError> {
+        let samples = self.to_model_rate(waveform)?;
+        let mut feats = self.fbank.compute(&samples);
+        features::apply_cmn(&mut feats);
+        Ok(self.model.embed_frames(feats.as_slice(), feats.dim())?)
+    }
+
+    fn to_model_rate(&self, waveform: &Waveform) -> Result<Vec<f32>, PipelineError> {
+        if waveform.sample_rate == MODEL_SAMPLE_RATE {
+            Ok(waveform.samples.clone())
+        } else {
+            Ok(audio::resample(
+                &waveform.samples,
+                waveform.sample_rate,
+                MODEL_SAMPLE_RATE,
+            )?)
+        }
+    }
+
+    fn embed_features(&self, mut feats: FeatureMatrix) -> Result<Vec<f32>, PipelineError> {
+        features::apply_cmn(&mut feats);
+        let mut embedding = self.model.embed_frames(feats.as_slice(), feats.dim())?;
+        l2_normalize(&mut embedding);
+        Ok(embedding)
+    }
+}

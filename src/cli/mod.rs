@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod audit;
 pub mod client;
 pub mod load;
+pub mod calibrate;
 pub mod model;
 pub mod serve;
 
@@ -39,6 +40,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Load-test Verify on a loopback server.
     Load(load::LoadArgs),
+    /// Build the score-normalisation cohort and the calibration from a labelled development set.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Watchlist(args) => client::run_watchlist(args),
         Command::Audit(args) => audit::run(args),
         Command::Load(args) => load::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
