@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use voiceprint::config::{Config, LogFormat};
+use voiceprint::pipeline::{Engine, EngineConfig};
 use voiceprint::service::serve;
-use voiceprint::service::shim_engine::{Engine, EngineConfig};
 
 /// Run the gRPC service (configuration: defaults < `--config FILE` < `VOICEPRINT_*` env < flags).
 #[derive(clap::Args)]

@@ -2,7 +2,7 @@
 
 use tonic::{Code, Status};
 
-use super::shim::pipeline::PipelineError;
+use crate::pipeline::PipelineError;
 use crate::store::StoreError;
 
 /// Everything a request can fail with.

@@ -19,7 +19,6 @@ mod auth;
 mod error;
 mod handlers;
 mod index;
-pub(crate) mod shim;
 mod work;
 
 use std::future::Future;
@@ -35,15 +34,12 @@ pub use auth::Auth;
 pub use error::ServiceError;
 pub use handlers::VoiceprintService;
 pub use index::{Hit, Index};
-/// TEMPORARY: the pipeline stand-in until `pipeline::Engine` lands.
-#[doc(hidden)]
-pub use shim::pipeline as shim_engine;
 pub use work::WorkPool;
 
 use crate::config::Config;
+use crate::pipeline::Engine;
 use crate::proto::v1::voiceprint_server::VoiceprintServer;
 use crate::store::{KeySource, MasterKey, RedbStore, Store, StoreError};
-use shim::pipeline::Engine;
 
 /// How often stale voiceprints are looked for.
 const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(3600);

@@ -11,9 +11,9 @@ use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 use voiceprint::config::{Config, TenantConfig};
+use voiceprint::pipeline::{Engine, EngineConfig};
 use voiceprint::proto::v1 as pb;
 use voiceprint::proto::v1::voiceprint_client::VoiceprintClient;
-use voiceprint::service::shim_engine::{Engine, EngineConfig};
 use voiceprint::service::{RunningServer, serve};
 use voiceprint::store::{MasterKey, RedbStore, Store};
 
