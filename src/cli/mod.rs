@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod audit;
+pub mod calibrate;
 pub mod client;
 pub mod load;
-pub mod calibrate;
 pub mod model;
 pub mod serve;
 

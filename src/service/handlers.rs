@@ -463,7 +463,8 @@ impl VoiceprintService {
             let model = s.engine.model_version().to_string();
             let required = s.config.required_speech_seconds;
             let mut outcome: Option<(f64, bool, Option<Prepared>)> = None;
-            let ev = s.audit(&tenant, "enroll", "", rid);
+            let mut ev = s.audit(&tenant, "enroll", "", rid);
+            ev.speaker_id = Some(speaker_id.clone());
             let decision_id = ev.decision_id.clone();
             let mut ev = Some(ev);
             let mut change = |cur: Option<SpeakerRecord>| -> Result<(SpeakerChange, Option<AuditEvent>), StoreError> {

@@ -224,6 +224,9 @@ pub async fn serve(
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
         sweeper.abort();
+        // Wait for the aborted sweeper to drop its handle on the store, so that the file lock is
+        // released when `wait` returns.
+        let _ = sweeper.await;
         health
             .set_not_serving::<VoiceprintServer<VoiceprintService>>()
             .await;
