@@ -22,6 +22,7 @@
 //! convention of Kaldi: the log floor of the filterbank is absolute, so the scale matters.
 
 pub mod audio;
+pub mod config;
 pub mod embed;
 pub mod eval;
 pub mod features;

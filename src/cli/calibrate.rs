@@ -38,12 +38,19 @@ pub struct CalibrateArgs {
     /// Output directory for `cohort.npy` and `calibration.json`.
     #[arg(long)]
     out: PathBuf,
+    /// Score normalisation the calibration is fitted for: `none` (calibrated cosine) or `asnorm`.
+    #[arg(long, default_value = "none", value_parser = ["none", "asnorm"])]
+    norm: String,
+    /// Write every trial's scores (list, target, raw, asnorm) to this CSV.
+    #[arg(long)]
+    scores_out: Option<PathBuf>,
     /// The CAM++ checkpoint (default: the managed model directory).
     #[arg(long)]
     model: Option<PathBuf>,
 }
 
 struct Trial {
+    list: usize,
     enroll: usize,
     test: usize,
     target: bool,
@@ -137,7 +144,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         }
     }
     let mut trials = Vec::new();
-    for list in &args.trials {
+    for (list_index, list) in args.trials.iter().enumerate() {
         let base = list.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut reader =
             csv::Reader::from_path(list).with_context(|| format!("reading {}", list.display()))?;
@@ -176,6 +183,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
                 &mut in_cohort,
             );
             trials.push(Trial {
+                list: list_index,
                 enroll,
                 test,
                 target: y.trim() == "1",
@@ -242,30 +250,34 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         })
     };
     let asnorm = Scorer::new(Some(cohort), None).with_top_n(top_n);
-    let scored: Vec<(bool, f64, f64)> = trials
+    // (list, target, raw cosine, AS-norm) per scorable trial.
+    let scored: Vec<(usize, bool, f64, f64)> = trials
         .par_iter()
         .filter_map(|t| {
             let ex = [spk[t.enroll], spk[t.test]];
             let (a, b) = (stats(t.enroll, ex)?, stats(t.test, ex)?);
             let s = asnorm.score(&a, &b);
-            Some((t.target, f64::from(s.raw), s.norm))
+            Some((t.list, t.target, f64::from(s.raw), s.norm))
         })
         .collect();
     let unscored = trials.len() - scored.len();
-    let tar: Vec<f64> = scored.iter().filter(|s| s.0).map(|s| s.2).collect();
-    let non: Vec<f64> = scored.iter().filter(|s| !s.0).map(|s| s.2).collect();
+    let use_asnorm = args.norm == "asnorm";
+    let pick = |s: &(usize, bool, f64, f64)| if use_asnorm { s.3 } else { s.2 };
+    let tar: Vec<f64> = scored.iter().filter(|s| s.1).map(pick).collect();
+    let non: Vec<f64> = scored.iter().filter(|s| !s.1).map(pick).collect();
     let fit = score::fit_calibration(&tar, &non, args.prior)?;
     let calibration = Calibration {
         format: CALIBRATION_FORMAT,
         version: args.version.clone(),
         model: engine.model_version().to_string(),
+        asnorm: use_asnorm,
         cohort_top_n: top_n,
         slope: fit.slope,
         offset: fit.offset,
         nontarget_mean: fit.nontarget_mean,
         nontarget_std: fit.nontarget_std,
         trained_on: format!(
-            "{} target / {} non-target trials from {}; cohort of {} embeddings from {} speakers; leave-trial-speakers-out AS-norm",
+            "{} target / {} non-target trials from {}; {}",
             tar.len(),
             non.len(),
             args.trials
@@ -273,8 +285,15 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            cohort_rows.len(),
-            speaker_ids.len()
+            if use_asnorm {
+                format!(
+                    "AS-norm (top {top_n}) against a cohort of {} embeddings from {} speakers, leaving the trial's speakers out",
+                    cohort_rows.len(),
+                    speaker_ids.len()
+                )
+            } else {
+                "cosine scores, no normalisation".to_string()
+            }
         ),
     };
     std::fs::create_dir_all(&args.out)?;
@@ -287,19 +306,51 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         args.out.join("calibration.json"),
         serde_json::to_string_pretty(&calibration)? + "\n",
     )?;
-    let raw_tar: Vec<f64> = scored.iter().filter(|s| s.0).map(|s| s.1).collect();
-    let raw_non: Vec<f64> = scored.iter().filter(|s| !s.0).map(|s| s.1).collect();
+    if let Some(path) = &args.scores_out {
+        let mut out = csv::Writer::from_path(path)?;
+        out.write_record(["list", "target", "raw", "asnorm"])?;
+        for (list, target, raw, norm) in &scored {
+            out.write_record([
+                args.trials[*list].display().to_string(),
+                u8::from(*target).to_string(),
+                raw.to_string(),
+                norm.to_string(),
+            ])?;
+        }
+        out.flush()?;
+    }
     let llr = |s: f64| fit.slope * s + fit.offset;
-    let cal_tar: Vec<f64> = tar.iter().map(|&s| llr(s)).collect();
-    let cal_non: Vec<f64> = non.iter().map(|&s| llr(s)).collect();
+    let report = |subset: &dyn Fn(usize) -> bool| -> anyhow::Result<serde_json::Value> {
+        let part: Vec<_> = scored.iter().filter(|s| subset(s.0)).collect();
+        let split = |f: &dyn Fn(&(usize, bool, f64, f64)) -> f64, target: bool| -> Vec<f64> {
+            part.iter()
+                .filter(|s| s.1 == target)
+                .map(|s| f(s))
+                .collect()
+        };
+        let (raw_t, raw_n) = (split(&|s| s.2, true), split(&|s| s.2, false));
+        let (norm_t, norm_n) = (split(&|s| s.3, true), split(&|s| s.3, false));
+        let (cal_t, cal_n) = (
+            split(&|s| llr(pick(s)), true),
+            split(&|s| llr(pick(s)), false),
+        );
+        Ok(serde_json::json!({
+            "trials": part.len(),
+            "raw": summary(&raw_t, &raw_n, false)?,
+            "asnorm": summary(&norm_t, &norm_n, false)?,
+            "calibrated": summary(&cal_t, &cal_n, true)?,
+        }))
+    };
+    let mut per_list = serde_json::Map::new();
+    for (i, list) in args.trials.iter().enumerate() {
+        per_list.insert(list.display().to_string(), report(&|l| l == i)?);
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
-            "trials": scored.len(),
             "unscored": unscored,
-            "raw": summary(&raw_tar, &raw_non, false)?,
-            "asnorm": summary(&tar, &non, false)?,
-            "calibrated": summary(&cal_tar, &cal_non, true)?,
+            "pooled": report(&|_| true)?,
+            "per_list": per_list,
             "calibration": calibration,
         }))?
     );

@@ -5,13 +5,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod calibrate;
+mod audit;
+mod calibrate;
+mod client;
 mod embed;
 mod eval;
-pub mod model;
-pub mod features;
-pub mod probe;
-pub mod recurring;
+mod features;
+mod load;
+mod model;
+mod probe;
+mod recurring;
+mod serve;
 
 /// Speaker verification for call centres.
 #[derive(Parser)]
@@ -25,6 +29,22 @@ struct Cli {
 enum Command {
     /// Fetch, locate or verify the CAM++ model file.
     Model(model::ModelArgs),
+    /// Run the gRPC service.
+    Serve(serve::ServeArgs),
+    /// Enrol a speaker through a server.
+    Enroll(client::EnrollArgs),
+    /// Verify a claimed speaker through a server.
+    Verify(client::VerifyArgs),
+    /// Identify a voice among the enrolled speakers or a watchlist.
+    Identify(client::IdentifyArgs),
+    /// Speaker lifecycle: get, opt-out, delete.
+    Speaker(client::SpeakerArgs),
+    /// Watchlists: create, list, add, remove.
+    Watchlist(client::WatchlistArgs),
+    /// Export the audit log of a store.
+    Audit(audit::AuditArgs),
+    /// Load-test Verify on a loopback server.
+    Load(load::LoadArgs),
     /// Build the score-normalisation cohort and the calibration from a labelled development set.
     Calibrate(calibrate::CalibrateArgs),
     /// Kaldi fbank / MFCC of an audio file, written as a float32 `.npy` (frames × dimension).
@@ -44,6 +64,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Model(args) => model::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Enroll(args) => client::run_enroll(args),
+        Command::Verify(args) => client::run_verify(args),
+        Command::Identify(args) => client::run_identify(args),
+        Command::Speaker(args) => client::run_speaker(args),
+        Command::Watchlist(args) => client::run_watchlist(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Load(args) => load::run(args),
         Command::Calibrate(args) => calibrate::run(args),
         Command::Features(args) => features::run(args),
         Command::Probe(args) => probe::run(args),

@@ -41,13 +41,34 @@ pub fn fit_calibration(
     let logit_prior = (prior / (1.0 - prior)).ln();
     let wt = prior / targets.len() as f64;
     let wn = (1.0 - prior) / nontargets.len() as f64;
+    // Fit on standardised scores so Newton's method starts well-conditioned whatever the score range.
+    let all = targets.iter().chain(nontargets);
+    let count = (targets.len() + nontargets.len()) as f64;
+    let centre = all.clone().sum::<f64>() / count;
+    let scale = (all.map(|s| (s - centre).powi(2)).sum::<f64>() / count)
+        .sqrt()
+        .max(1e-12);
+    let z = |s: f64| (s - centre) / scale;
+    let objective = |a: f64, b: f64| -> f64 {
+        let softplus = |x: f64| if x > 30.0 { x } else { x.exp().ln_1p() };
+        targets
+            .iter()
+            .map(|&s| wt * softplus(-(a * z(s) + b + logit_prior)))
+            .sum::<f64>()
+            + nontargets
+                .iter()
+                .map(|&s| wn * softplus(a * z(s) + b + logit_prior))
+                .sum::<f64>()
+    };
     let (mut a, mut b) = (1.0f64, 0.0f64);
+    let mut current = objective(a, b);
     for _ in 0..100 {
         // Gradient and Hessian of Σ w·log(1 + exp(−y·(a·s + b + logit_prior))), y = ±1.
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
         let mut accumulate = |s: f64, y: f64, w: f64| {
-            let z = y * (a * s + b + logit_prior);
-            let sig = 1.0 / (1.0 + z.exp()); // σ(−z)
+            let s = z(s);
+            let x = y * (a * s + b + logit_prior);
+            let sig = 1.0 / (1.0 + x.exp()); // σ(−x)
             let g = -w * y * sig;
             ga += g * s;
             gb += g;
@@ -64,12 +85,25 @@ pub fn fit_calibration(
         }
         let da = (hbb * ga - hab * gb) / det;
         let db = (haa * gb - hab * ga) / det;
-        a -= da;
-        b -= db;
-        if da.abs() < 1e-10 && db.abs() < 1e-10 {
+        // Damped Newton: halve the step until the objective does not increase.
+        let mut step = 1.0;
+        let mut accepted = false;
+        for _ in 0..40 {
+            let (na, nb) = (a - step * da, b - step * db);
+            let value = objective(na, nb);
+            if value.is_finite() && value <= current {
+                (a, b, current) = (na, nb, value);
+                accepted = true;
+                break;
+            }
+            step *= 0.5;
+        }
+        if !accepted || (step * da).abs() < 1e-10 && (step * db).abs() < 1e-10 {
             break;
         }
     }
+    // Back to the original score scale.
+    let (a, b) = (a / scale, b - a * centre / scale);
     if !(a.is_finite() && b.is_finite()) {
         return Err(ScoreError::Calibration {
             path: "<trials>".into(),

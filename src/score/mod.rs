@@ -205,6 +205,10 @@ impl Cohort {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+
 /// Current format version of the calibration file.
 pub const CALIBRATION_FORMAT: u32 = 1;
 
@@ -217,6 +221,10 @@ pub struct Calibration {
     pub version: String,
     /// The model the calibration was fitted for ([`crate::embed::CamPlusPlus::version`]).
     pub model: String,
+    /// Whether scores are AS-normalised against the cohort before calibration (otherwise the
+    /// calibration maps the cosine directly).
+    #[serde(default = "default_true")]
+    pub asnorm: bool,
     /// How many of the highest cohort scores AS-norm uses.
     pub cohort_top_n: usize,
     /// `llr = slope · norm + offset`.
@@ -289,8 +297,10 @@ impl Scorer {
         }
     }
 
-    /// A scorer with a cohort and, optionally, a calibration.
+    /// A scorer with a cohort and, optionally, a calibration. A calibration fitted on plain cosine
+    /// scores (`asnorm: false`) switches the cohort off.
     pub fn new(cohort: Option<Cohort>, calibration: Option<Calibration>) -> Self {
+        let cohort = cohort.filter(|_| calibration.as_ref().is_none_or(|c| c.asnorm));
         let top_n = calibration
             .as_ref()
             .map_or(DEFAULT_TOP_N, |c| c.cohort_top_n);
@@ -510,6 +520,7 @@ mod tests {
             format: CALIBRATION_FORMAT,
             version: "t".into(),
             model: "m".into(),
+            asnorm: true,
             cohort_top_n: 10,
             slope: 2.0,
             offset: -1.0,

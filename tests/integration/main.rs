@@ -2,6 +2,7 @@
 
 mod audio;
 mod embed;
-mod features_cli;
 mod eval;
+mod features_cli;
 mod recurring;
+mod service;

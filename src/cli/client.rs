@@ -1,0 +1,515 @@
+//! Client commands over the gRPC API: `enroll`, `verify`, `identify`, `speaker`, `watchlist`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+use voiceprint::proto::v1 as pb;
+use voiceprint::proto::v1::voiceprint_client::VoiceprintClient;
+
+/// Where and as whom to connect.
+#[derive(clap::Args, Clone)]
+pub struct ConnectArgs {
+    /// Server URL (https:// for TLS).
+    #[arg(
+        long,
+        env = "VOICEPRINT_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    /// Bearer token.
+    #[arg(long, env = "VOICEPRINT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) to trust for https://.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Request deadline, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+}
+
+/// How to read the audio files.
+#[derive(clap::Args, Clone)]
+pub struct AudioArgs {
+    /// auto (container from the bytes), pcm16le, mulaw or alaw (headerless).
+    #[arg(long, default_value = "auto")]
+    encoding: String,
+    /// Sample rate of headerless audio.
+    #[arg(long, default_value_t = 0)]
+    sample_rate: u32,
+    /// Interleaved channels of headerless audio.
+    #[arg(long, default_value_t = 1)]
+    channels: u32,
+    /// default, mix, left, right or a channel index.
+    #[arg(long, default_value = "default")]
+    channel: String,
+}
+
+impl AudioArgs {
+    fn load(&self, path: &Path) -> anyhow::Result<pb::Audio> {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let encoding = match self.encoding.as_str() {
+            "auto" => pb::Encoding::Auto,
+            "pcm16le" => pb::Encoding::Pcm16le,
+            "mulaw" | "ulaw" => pb::Encoding::Mulaw,
+            "alaw" => pb::Encoding::Alaw,
+            other => anyhow::bail!("unknown --encoding {other:?}"),
+        };
+        let (channel, channel_index) = match self.channel.as_str() {
+            "default" => (pb::Channel::Default, 0),
+            "mix" => (pb::Channel::Mix, 0),
+            "left" => (pb::Channel::Left, 0),
+            "right" => (pb::Channel::Right, 0),
+            n => (
+                pb::Channel::Index,
+                n.parse().with_context(|| format!("bad --channel {n:?}"))?,
+            ),
+        };
+        Ok(pb::Audio {
+            data,
+            encoding: encoding as i32,
+            sample_rate: self.sample_rate,
+            channel: channel as i32,
+            channel_index,
+            channels: self.channels,
+        })
+    }
+}
+
+/// Enrol a speaker (accumulates over calls).
+#[derive(clap::Args)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    audio: AudioArgs,
+    /// Speaker identifier.
+    speaker_id: String,
+    /// Audio files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Reference to the recorded consent.
+    #[arg(long)]
+    consent: Option<String>,
+    /// Replace the existing voiceprint.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// Verify a speaker against one audio file.
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    audio: AudioArgs,
+    /// Claimed speaker identifier.
+    speaker_id: String,
+    /// Audio file.
+    file: PathBuf,
+    /// Target false-accept rate.
+    #[arg(long)]
+    far: Option<f64>,
+}
+
+/// Search the enrolled speakers (or a watchlist) for the voice in a file.
+#[derive(clap::Args)]
+pub struct IdentifyArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    audio: AudioArgs,
+    /// Audio file.
+    file: PathBuf,
+    /// Number of candidates.
+    #[arg(long, default_value_t = 5)]
+    top_k: u32,
+    /// Search only this watchlist.
+    #[arg(long)]
+    watchlist: Option<String>,
+    /// Target false-accept rate.
+    #[arg(long)]
+    far: Option<f64>,
+}
+
+/// Speaker lifecycle.
+#[derive(clap::Args)]
+pub struct SpeakerArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(subcommand)]
+    action: SpeakerAction,
+}
+
+#[derive(clap::Subcommand)]
+enum SpeakerAction {
+    /// Show a speaker's metadata.
+    Get { speaker_id: String },
+    /// Opt a speaker out (erases the voiceprint, blocks re-enrolment).
+    OptOut { speaker_id: String },
+    /// Delete a speaker for good.
+    Delete { speaker_id: String },
+}
+
+/// Watchlists.
+#[derive(clap::Args)]
+pub struct WatchlistArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    audio: AudioArgs,
+    #[command(subcommand)]
+    action: WatchlistAction,
+}
+
+#[derive(clap::Subcommand)]
+enum WatchlistAction {
+    /// Create a watchlist.
+    Create {
+        watchlist_id: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List watchlists.
+    List,
+    /// Add an entry from an audio file (--file) or an enrolled speaker (--speaker).
+    Add {
+        watchlist_id: String,
+        entry_id: String,
+        #[arg(long, conflicts_with = "speaker")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        speaker: Option<String>,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Remove an entry.
+    Remove {
+        watchlist_id: String,
+        entry_id: String,
+    },
+}
+
+struct Conn {
+    client: VoiceprintClient<Channel>,
+    token: Option<MetadataValue<tonic::metadata::Ascii>>,
+    timeout: std::time::Duration,
+}
+
+impl Conn {
+    async fn new(a: &ConnectArgs) -> anyhow::Result<Self> {
+        let mut endpoint = Channel::from_shared(a.server.clone()).context("bad --server URL")?;
+        if let Some(ca) = &a.ca_cert {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
+        } else if a.server.starts_with("https://") {
+            endpoint = endpoint.tls_config(ClientTlsConfig::new().with_enabled_roots())?;
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", a.server))?;
+        let token = match &a.token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .context("token is not valid metadata")?,
+            ),
+            None => None,
+        };
+        anyhow::ensure!(
+            a.timeout > 0.0 && a.timeout.is_finite(),
+            "--timeout must be positive"
+        );
+        Ok(Self {
+            client: VoiceprintClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+            token,
+            timeout: std::time::Duration::from_secs_f64(a.timeout),
+        })
+    }
+
+    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(self.timeout);
+        if let Some(t) = &self.token {
+            r.metadata_mut().insert("authorization", t.clone());
+        }
+        r
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn status(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", e.code(), e.message())
+}
+
+fn decision(d: i32) -> String {
+    pb::Decision::try_from(d).map_or_else(|_| d.to_string(), |d| d.as_str_name().to_string())
+}
+
+fn print_quality(q: Option<&pb::Quality>) {
+    if let Some(q) = q {
+        println!(
+            "quality: duration {:.2}s, net speech {:.2}s, snr {:.1} dB, clipping {:.4}{}",
+            q.duration_seconds,
+            q.net_speech_seconds,
+            q.snr_db,
+            q.clipping_ratio,
+            if q.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(", warnings: {}", q.warnings.join(","))
+            }
+        );
+    }
+}
+
+/// `voiceprint enroll`.
+pub fn run_enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    let audio = args
+        .files
+        .iter()
+        .map(|f| args.audio.load(f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    runtime()?.block_on(async {
+        let mut c = Conn::new(&args.connect).await?;
+        let r = c
+            .client
+            .enroll(c.req(pb::EnrollRequest {
+                speaker_id: args.speaker_id,
+                audio,
+                consent_reference: args.consent,
+                overwrite: args.overwrite,
+            }))
+            .await
+            .map_err(status)?
+            .into_inner();
+        let st = pb::EnrollmentStatus::try_from(r.status).map_or("?", |s| s.as_str_name());
+        println!(
+            "{} {st}: net speech {:.1}s, {:.1}s more needed (decision {})",
+            r.speaker_id, r.net_speech_seconds, r.required_speech_seconds, r.decision_id
+        );
+        for q in &r.quality {
+            print_quality(Some(q));
+        }
+        Ok(())
+    })
+}
+
+/// `voiceprint verify`.
+pub fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let audio = args.audio.load(&args.file)?;
+    runtime()?.block_on(async {
+        let mut c = Conn::new(&args.connect).await?;
+        let r = c
+            .client
+            .verify(c.req(pb::VerifyRequest {
+                speaker_id: args.speaker_id,
+                audio: Some(audio),
+                target_far: args.far,
+            }))
+            .await
+            .map_err(status)?
+            .into_inner();
+        println!(
+            "{}: score {:.3}, llr {:.3}, threshold {:.3} (FAR {}), decision {}",
+            decision(r.decision),
+            r.score,
+            r.llr,
+            r.threshold,
+            r.target_far,
+            r.decision_id
+        );
+        print_quality(r.quality.as_ref());
+        Ok(())
+    })
+}
+
+/// `voiceprint identify`.
+pub fn run_identify(args: IdentifyArgs) -> anyhow::Result<()> {
+    let audio = args.audio.load(&args.file)?;
+    runtime()?.block_on(async {
+        let mut c = Conn::new(&args.connect).await?;
+        let r = c
+            .client
+            .identify(c.req(pb::IdentifyRequest {
+                audio: Some(audio),
+                top_k: args.top_k,
+                watchlist_id: args.watchlist,
+                target_far: args.far,
+            }))
+            .await
+            .map_err(status)?
+            .into_inner();
+        if r.candidates.is_empty() {
+            println!(
+                "no candidate above threshold {:.3} ({})",
+                r.threshold,
+                decision(r.decision)
+            );
+        }
+        for (i, cand) in r.candidates.iter().enumerate() {
+            println!(
+                "{}. {} score {:.3} llr {:.3}",
+                i + 1,
+                cand.speaker_id,
+                cand.score,
+                cand.llr
+            );
+        }
+        print_quality(r.quality.as_ref());
+        Ok(())
+    })
+}
+
+fn print_speaker(s: &pb::Speaker) {
+    let st = pb::SpeakerState::try_from(s.state).map_or("?", |s| s.as_str_name());
+    println!(
+        "{} {st}: net speech {:.1}s from {} audio, created {}, updated {}, last used {}, expires {}, model {}, consent {:?}",
+        s.speaker_id,
+        s.net_speech_seconds,
+        s.enrollment_audio_count,
+        s.created_unix,
+        s.updated_unix,
+        s.last_used_unix,
+        s.expires_unix,
+        s.model_version,
+        s.consent_reference
+    );
+}
+
+/// `voiceprint speaker`.
+pub fn run_speaker(args: SpeakerArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let mut c = Conn::new(&args.connect).await?;
+        match args.action {
+            SpeakerAction::Get { speaker_id } => {
+                let s = c
+                    .client
+                    .get_speaker(c.req(pb::GetSpeakerRequest { speaker_id }))
+                    .await
+                    .map_err(status)?;
+                print_speaker(s.get_ref());
+            }
+            SpeakerAction::OptOut { speaker_id } => {
+                let r = c
+                    .client
+                    .opt_out_speaker(c.req(pb::OptOutSpeakerRequest { speaker_id }))
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                if let Some(s) = &r.speaker {
+                    print_speaker(s);
+                }
+            }
+            SpeakerAction::Delete { speaker_id } => {
+                let r = c
+                    .client
+                    .delete_speaker(c.req(pb::DeleteSpeakerRequest { speaker_id }))
+                    .await
+                    .map_err(status)?;
+                println!(
+                    "{}",
+                    if r.get_ref().deleted {
+                        "deleted"
+                    } else {
+                        "not found"
+                    }
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `voiceprint watchlist`.
+pub fn run_watchlist(args: WatchlistArgs) -> anyhow::Result<()> {
+    use pb::add_to_watchlist_request::Source;
+    runtime()?.block_on(async {
+        let mut c = Conn::new(&args.connect).await?;
+        match args.action {
+            WatchlistAction::Create {
+                watchlist_id,
+                description,
+            } => {
+                let w = c
+                    .client
+                    .create_watchlist(c.req(pb::CreateWatchlistRequest {
+                        watchlist_id,
+                        description,
+                    }))
+                    .await
+                    .map_err(status)?;
+                println!("created {}", w.get_ref().watchlist_id);
+            }
+            WatchlistAction::List => {
+                let r = c
+                    .client
+                    .list_watchlists(c.req(pb::ListWatchlistsRequest {}))
+                    .await
+                    .map_err(status)?;
+                for w in &r.get_ref().watchlists {
+                    println!("{} ({} entries) {}", w.watchlist_id, w.size, w.description);
+                }
+            }
+            WatchlistAction::Add {
+                watchlist_id,
+                entry_id,
+                file,
+                speaker,
+                note,
+            } => {
+                let source = match (file, speaker) {
+                    (Some(f), None) => Source::Audio(args.audio.load(&f)?),
+                    (None, Some(s)) => Source::SpeakerId(s),
+                    _ => anyhow::bail!("give exactly one of --file or --speaker"),
+                };
+                let r = c
+                    .client
+                    .add_to_watchlist(c.req(pb::AddToWatchlistRequest {
+                        watchlist_id,
+                        entry_id,
+                        source: Some(source),
+                        note,
+                    }))
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!("added {} to {}", r.entry_id, r.watchlist_id);
+                print_quality(r.quality.as_ref());
+            }
+            WatchlistAction::Remove {
+                watchlist_id,
+                entry_id,
+            } => {
+                let r = c
+                    .client
+                    .remove_from_watchlist(c.req(pb::RemoveFromWatchlistRequest {
+                        watchlist_id,
+                        entry_id,
+                    }))
+                    .await
+                    .map_err(status)?;
+                println!(
+                    "{}",
+                    if r.get_ref().removed {
+                        "removed"
+                    } else {
+                        "not found"
+                    }
+                );
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,228 @@
+//! `voiceprint load`: a bounded load generator for Verify over loopback.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tonic::transport::Channel;
+
+use voiceprint::audio::{DecodeOptions, decode_file};
+use voiceprint::proto::v1 as pb;
+use voiceprint::proto::v1::voiceprint_client::VoiceprintClient;
+
+/// Measure Verify latency and throughput: enrols one speaker, then sends 10 s of 8 kHz µ-law
+/// (made from `--probe`) at each concurrency level. Loopback servers only.
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// Server URL (must be a loopback address).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Bearer token.
+    #[arg(long, env = "VOICEPRINT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Enrolment audio (any supported file).
+    #[arg(long)]
+    enroll: PathBuf,
+    /// Probe audio; its first 10 s (looped if shorter) are sent as 8 kHz µ-law.
+    #[arg(long)]
+    probe: PathBuf,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    concurrency: Vec<usize>,
+    /// Requests per level.
+    #[arg(long, default_value_t = 100)]
+    requests: usize,
+    /// Time cap per level, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    max_seconds: f64,
+    /// Server process id, to report its peak RSS (VmHWM).
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// Runs the levels and prints one line per level.
+pub fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let host = args
+        .server
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.rsplit_once(':'))
+        .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+        .context("--server must be like http://127.0.0.1:50051")?;
+    anyhow::ensure!(
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+        "the load generator only targets loopback servers"
+    );
+    anyhow::ensure!(
+        args.requests > 0 && args.requests <= 100_000,
+        "--requests must be 1..=100000"
+    );
+    anyhow::ensure!(
+        args.concurrency.iter().all(|&c| (1..=256).contains(&c)),
+        "concurrency must be 1..=256"
+    );
+    anyhow::ensure!(
+        args.max_seconds > 0.0 && args.max_seconds <= 3600.0,
+        "--max-seconds must be in (0, 3600]"
+    );
+    let probe = mulaw_10s(&args.probe)?;
+    let enroll = std::fs::read(&args.enroll)
+        .with_context(|| format!("reading {}", args.enroll.display()))?;
+    let token: Token = args
+        .token
+        .as_ref()
+        .map(|t| format!("Bearer {t}").parse())
+        .transpose()
+        .context("token")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let channel = Channel::from_shared(args.server.clone())?
+            .connect()
+            .await
+            .context("connecting")?;
+        let client = VoiceprintClient::new(channel);
+        let speaker = format!("load-{}", std::process::id());
+        let e = client
+            .clone()
+            .enroll(with_token(
+                &token,
+                pb::EnrollRequest {
+                    speaker_id: speaker.clone(),
+                    audio: vec![pb::Audio {
+                        data: enroll,
+                        ..Default::default()
+                    }],
+                    overwrite: true,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map_err(|s| anyhow::anyhow!("enrol: {s}"))?
+            .into_inner();
+        println!(
+            "enrolled {speaker}: net speech {:.1}s",
+            e.net_speech_seconds
+        );
+        let audio = pb::Audio {
+            data: probe,
+            encoding: pb::Encoding::Mulaw as i32,
+            sample_rate: 8000,
+            ..Default::default()
+        };
+        println!("| concurrency | requests | errors | p50 ms | p99 ms | throughput req/s |");
+        println!("|---|---|---|---|---|---|");
+        for &conc in &args.concurrency {
+            let started = Instant::now();
+            let deadline = started + Duration::from_secs_f64(args.max_seconds);
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..conc {
+                let (mut c, next, audio, speaker) = (
+                    client.clone(),
+                    Arc::clone(&next),
+                    audio.clone(),
+                    speaker.clone(),
+                );
+                let token = token.clone();
+                let total = args.requests;
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut errors = 0usize;
+                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total
+                        && Instant::now() < deadline
+                    {
+                        let t = Instant::now();
+                        let r = c
+                            .verify(with_token(
+                                &token,
+                                pb::VerifyRequest {
+                                    speaker_id: speaker.clone(),
+                                    audio: Some(audio.clone()),
+                                    target_far: None,
+                                },
+                            ))
+                            .await;
+                        match r {
+                            Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+                            Err(_) => errors += 1,
+                        }
+                    }
+                    (lat, errors)
+                }));
+            }
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            for t in tasks {
+                let (l, e) = t.await?;
+                lat.extend(l);
+                errors += e;
+            }
+            let wall = started.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            let pct = |p: f64| {
+                lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            };
+            println!(
+                "| {conc} | {} | {errors} | {:.1} | {:.1} | {:.2} |",
+                lat.len(),
+                pct(0.5),
+                pct(0.99),
+                lat.len() as f64 / wall
+            );
+        }
+        if let Some(pid) = args.server_pid {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .context("reading server status")?;
+            if let Some(l) = status.lines().find(|l| l.starts_with("VmHWM")) {
+                println!("server peak RSS: {}", l.trim_start_matches("VmHWM:").trim());
+            }
+        }
+        let _ = client
+            .clone()
+            .delete_speaker(with_token(
+                &token,
+                pb::DeleteSpeakerRequest {
+                    speaker_id: speaker,
+                },
+            ))
+            .await;
+        anyhow::Ok(())
+    })
+}
+
+type Token = Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>;
+
+fn with_token<T>(token: &Token, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(t) = token {
+        r.metadata_mut().insert("authorization", t.clone());
+    }
+    r
+}
+
+/// The first 10 s of a file at 8 kHz as µ-law (looped when shorter).
+fn mulaw_10s(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let d = decode_file(path, &DecodeOptions::default())
+        .with_context(|| format!("decoding {}", path.display()))?;
+    anyhow::ensure!(
+        d.waveform.sample_rate == 8000,
+        "--probe must be 8 kHz audio"
+    );
+    anyhow::ensure!(!d.waveform.samples.is_empty(), "--probe is empty");
+    Ok(d.waveform
+        .samples
+        .iter()
+        .cycle()
+        .take(80_000)
+        .map(|&s| voiceprint::audio::g711::linear_to_ulaw(s.clamp(-32768.0, 32767.0) as i16))
+        .collect())
+}

@@ -1,0 +1,96 @@
+//! Bounded pool for CPU-heavy work: at most `workers` jobs run on the blocking pool, at most
+//! `queue` more wait; anything beyond is shed at once with UNAVAILABLE instead of queueing.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::error::ServiceError;
+
+/// The admission control in front of the analysis workers.
+#[derive(Debug, Clone)]
+pub struct WorkPool {
+    admitted: Arc<Semaphore>,
+    running: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl WorkPool {
+    /// `workers` concurrent jobs and `queue` waiting ones.
+    pub fn new(workers: usize, queue: usize) -> Self {
+        let workers = workers.max(1);
+        Self {
+            admitted: Arc::new(Semaphore::new(workers + queue)),
+            running: Arc::new(Semaphore::new(workers)),
+            capacity: workers + queue,
+        }
+    }
+
+    /// Jobs admitted (running or waiting).
+    pub fn depth(&self) -> usize {
+        self.capacity - self.admitted.available_permits()
+    }
+
+    /// Runs `job` on the blocking pool once a worker is free; fails fast when the queue is full.
+    /// If the caller goes away (deadline, cancellation) while waiting, the job never starts.
+    pub async fn run<T, F>(&self, job: F) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let admitted = Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::Overloaded("analysis queue is full, retry later"))?;
+        metrics::gauge!("voiceprint_queue_depth").set(self.depth() as f64);
+        let running = Arc::clone(&self.running)
+            .acquire_owned()
+            .await
+            .map_err(|_| ServiceError::Internal("worker pool closed".into()))?;
+        let result = tokio::task::spawn_blocking(move || {
+            let _permits = (admitted, running);
+            job()
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("worker failed: {e}")));
+        metrics::gauge!("voiceprint_queue_depth").set(self.depth() as f64);
+        result
+    }
+}
+
+/// Runs a short blocking job (store access) off the async runtime, without admission control.
+pub async fn blocking<T, F>(job: F) -> Result<T, ServiceError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ServiceError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sheds_beyond_capacity() {
+        let pool = WorkPool::new(1, 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let p1 = pool.clone();
+        let first = tokio::spawn(async move { p1.run(move || rx.recv().is_ok()).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let p2 = pool.clone();
+        let second = tokio::spawn(async move { p2.run(|| 2).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(pool.depth(), 2);
+        assert!(matches!(
+            pool.run(|| 3).await,
+            Err(ServiceError::Overloaded(_))
+        ));
+        tx.send(()).unwrap();
+        assert!(first.await.unwrap().unwrap());
+        assert_eq!(second.await.unwrap().unwrap(), 2);
+        assert_eq!(pool.depth(), 0);
+    }
+}
