@@ -106,7 +106,7 @@ impl Engine {
         let model = CamPlusPlus::load(&config.model_path)?;
         let fbank = Fbank::new(&FbankOptions::kaldi(MODEL_SAMPLE_RATE, 80))?;
         let scorer = match &config.scoring {
-            ScoringSource::Builtin => Scorer::raw(), // TEMP-BUILTIN
+            ScoringSource::Builtin => Scorer::builtin()?,
             ScoringSource::Dir(dir) => Scorer::from_dir(dir)?,
             ScoringSource::Raw => Scorer::raw(),
         };

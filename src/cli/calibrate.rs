@@ -276,6 +276,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         offset: fit.offset,
         nontarget_mean: fit.nontarget_mean,
         nontarget_std: fit.nontarget_std,
+        nontarget_tail: score::nontarget_tail(&non),
         trained_on: format!(
             "{} target / {} non-target trials from {}; {}",
             tar.len(),

@@ -237,6 +237,31 @@ pub struct Calibration {
     pub nontarget_std: f64,
     /// What the calibration was fitted on (free text, for people).
     pub trained_on: String,
+    /// Empirical tail of the non-target scores: `[far, score]` pairs, FAR decreasing, where
+    /// `score` is the lowest score that at most `far` of the non-targets reach. Used where it
+    /// is more conservative than the Gaussian model (non-target tails are heavier than Gaussian).
+    #[serde(default)]
+    pub nontarget_tail: Vec<[f64; 2]>,
+}
+
+/// FARs at which [`Calibration::nontarget_tail`] is tabulated (where the calibration set has at
+/// least ten non-targets beyond the point).
+pub const TAIL_FARS: [f64; 7] = [0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005];
+
+/// The empirical non-target tail of a set of scores, for [`Calibration::nontarget_tail`].
+pub fn nontarget_tail(nontargets: &[f64]) -> Vec<[f64; 2]> {
+    let mut sorted: Vec<f64> = nontargets
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let n = sorted.len() as f64;
+    TAIL_FARS
+        .iter()
+        .filter(|&&far| far * n >= 10.0)
+        .map(|&far| [far, sorted[((far * n).ceil() as usize).max(1) - 1]])
+        .collect()
 }
 
 impl Calibration {
@@ -285,6 +310,8 @@ pub struct Scorer {
     top_n: usize,
     version: String,
 }
+
+const BUILTIN_CALIBRATION: &str = include_str!("../../data/calibration.json");
 
 impl Scorer {
     /// Plain cosine scoring: no normalisation, no calibration (for experiments and evaluation).
@@ -348,6 +375,23 @@ impl Scorer {
             None
         };
         Ok(Self::new(cohort, calibration))
+    }
+
+    /// The calibration shipped in the binary (`data/calibration.json`, built from the development
+    /// set with `voiceprint calibrate`; see the README). It calibrates plain cosine scores, so no
+    /// cohort is needed; a calibration fitted with AS-norm comes with its `cohort.npy` through
+    /// [`Scorer::from_dir`].
+    pub fn builtin() -> Result<Self, ScoreError> {
+        let calibration =
+            Calibration::from_json(BUILTIN_CALIBRATION, "<builtin calibration.json>")?;
+        if calibration.asnorm {
+            return Err(ScoreError::Calibration {
+                path: "<builtin calibration.json>".into(),
+                message: "the built-in calibration expects AS-norm, but no cohort is built in"
+                    .into(),
+            });
+        }
+        Ok(Self::new(None, Some(calibration)))
     }
 
     /// Uses only the `top_n` highest cohort scores for AS-norm.
@@ -442,8 +486,29 @@ impl Scorer {
             .calibration
             .as_ref()
             .map_or((0.0, 1.0), |c| (c.nontarget_mean, c.nontarget_std));
-        Ok(self.llr(mean + std * probit(1.0 - target_far)))
+        let gaussian = mean + std * probit(1.0 - target_far);
+        let empirical = self
+            .calibration
+            .as_ref()
+            .and_then(|c| tail_score(&c.nontarget_tail, target_far));
+        Ok(self.llr(empirical.map_or(gaussian, |e| e.max(gaussian))))
     }
+}
+
+/// The score at `far` on a tabulated tail, interpolated linearly in log FAR; `None` outside it.
+fn tail_score(tail: &[[f64; 2]], far: f64) -> Option<f64> {
+    let first = tail.first()?;
+    let last = tail.last()?;
+    if far > first[0] || far < last[0] {
+        return None;
+    }
+    tail.windows(2)
+        .find(|w| far <= w[0][0] && far >= w[1][0])
+        .map(|w| {
+            let (f0, s0, f1, s1) = (w[0][0].ln(), w[0][1], w[1][0].ln(), w[1][1]);
+            s0 + (far.ln() - f0) / (f1 - f0) * (s1 - s0)
+        })
+        .or(Some(first[1]))
 }
 
 #[cfg(test)]
@@ -527,6 +592,7 @@ mod tests {
             nontarget_mean: 0.5,
             nontarget_std: 2.0,
             trained_on: String::new(),
+            nontarget_tail: vec![],
         };
         let scorer = Scorer::new(None, Some(calibration));
         let t1 = scorer.llr_threshold(0.01).unwrap();
@@ -536,6 +602,54 @@ mod tests {
         assert!(scorer.llr_threshold(0.0).is_err());
         assert!(scorer.llr_threshold(0.7).is_err());
         assert!(scorer.llr_threshold(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn builtin_calibration_loads_and_orders_thresholds() {
+        let scorer = Scorer::builtin().unwrap();
+        assert!(scorer.is_calibrated());
+        let (t1, t01) = (
+            scorer.llr_threshold(0.01).unwrap(),
+            scorer.llr_threshold(0.001).unwrap(),
+        );
+        assert!(t01 > t1, "{t01} <= {t1}");
+        // A cosine of 1 (same recording) is far above the 0.1 % FAR threshold.
+        assert!(scorer.llr(1.0) > t01);
+    }
+
+    #[test]
+    fn empirical_tail_is_used_where_heavier() {
+        // 10,000 non-targets: uniform on [0, 1), so the score at FAR f is about 1 − f.
+        let non: Vec<f64> = (0..10_000).map(|i| f64::from(i) / 10_000.0).collect();
+        let tail = nontarget_tail(&non);
+        assert_eq!(
+            tail.len(),
+            6,
+            "0.05 … 0.001 have ≥ 10 points, 0.0005 does not"
+        );
+        assert!((tail[2][1] - 0.99).abs() < 1e-3, "{tail:?}");
+        assert!((tail_score(&tail, 0.01).unwrap() - 0.99).abs() < 1e-3);
+        let mid = tail_score(&tail, 0.003).unwrap();
+        assert!(mid > 0.995 && mid < 0.998, "{mid}");
+        assert!(tail_score(&tail, 0.2).is_none() && tail_score(&tail, 1e-5).is_none());
+        let calibration = Calibration {
+            format: CALIBRATION_FORMAT,
+            version: "t".into(),
+            model: "m".into(),
+            asnorm: false,
+            cohort_top_n: 10,
+            slope: 1.0,
+            offset: 0.0,
+            nontarget_mean: 0.5,
+            nontarget_std: 0.01,
+            trained_on: String::new(),
+            nontarget_tail: tail,
+        };
+        let scorer = Scorer::new(None, Some(calibration));
+        // The Gaussian (0.5 + 0.01·2.33) is far below the empirical 0.99: the tail wins.
+        assert!((scorer.llr_threshold(0.01).unwrap() - 0.99).abs() < 1e-3);
+        // Outside the table the Gaussian model applies.
+        assert!((scorer.llr_threshold(0.0001).unwrap() - (0.5 + 0.01 * 3.719)).abs() < 1e-3);
     }
 
     #[test]
