@@ -49,6 +49,9 @@ pub struct CalibrateArgs {
     model: Option<PathBuf>,
 }
 
+/// One scored trial: (list index, target, raw cosine, AS-norm score).
+type Scored = (usize, bool, f64, f64);
+
 struct Trial {
     list: usize,
     enroll: usize,
@@ -251,7 +254,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     };
     let asnorm = Scorer::new(Some(cohort), None).with_top_n(top_n);
     // (list, target, raw cosine, AS-norm) per scorable trial.
-    let scored: Vec<(usize, bool, f64, f64)> = trials
+    let scored: Vec<Scored> = trials
         .par_iter()
         .filter_map(|t| {
             let ex = [spk[t.enroll], spk[t.test]];
@@ -262,7 +265,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         .collect();
     let unscored = trials.len() - scored.len();
     let use_asnorm = args.norm == "asnorm";
-    let pick = |s: &(usize, bool, f64, f64)| if use_asnorm { s.3 } else { s.2 };
+    let pick = |s: &Scored| if use_asnorm { s.3 } else { s.2 };
     let tar: Vec<f64> = scored.iter().filter(|s| s.1).map(pick).collect();
     let non: Vec<f64> = scored.iter().filter(|s| !s.1).map(pick).collect();
     let fit = score::fit_calibration(&tar, &non, args.prior)?;
@@ -323,7 +326,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let llr = |s: f64| fit.slope * s + fit.offset;
     let report = |subset: &dyn Fn(usize) -> bool| -> anyhow::Result<serde_json::Value> {
         let part: Vec<_> = scored.iter().filter(|s| subset(s.0)).collect();
-        let split = |f: &dyn Fn(&(usize, bool, f64, f64)) -> f64, target: bool| -> Vec<f64> {
+        let split = |f: &dyn Fn(&Scored) -> f64, target: bool| -> Vec<f64> {
             part.iter()
                 .filter(|s| s.1 == target)
                 .map(|s| f(s))
