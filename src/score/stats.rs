@@ -23,7 +23,7 @@ fn erfc(x: f64) -> f64 {
 
 /// Inverse of the standard normal CDF, Φ⁻¹(p), for p in (0, 1); ±∞ at the ends, NaN outside.
 ///
-/// Acklam's rational approximation (relative error < 1.2e-9) refined by one Halley step.
+/// Acklam's rational approximation (relative error < 1.2e-9).
 pub fn probit(p: f64) -> f64 {
     if p.is_nan() || !(0.0..=1.0).contains(&p) {
         return f64::NAN;
@@ -64,7 +64,7 @@ pub fn probit(p: f64) -> f64 {
         3.754_408_661_907_416,
     ];
     const LOW: f64 = 0.024_25;
-    let x = if p < LOW {
+    if p < LOW {
         let q = (-2.0 * p.ln()).sqrt();
         (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
@@ -77,11 +77,7 @@ pub fn probit(p: f64) -> f64 {
         let q = (-2.0 * (1.0 - p).ln()).sqrt();
         -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    // One Halley step against the CDF.
-    let e = normal_cdf(x) - p;
-    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (x * x / 2.0).exp();
-    x - u / (1.0 + x * u / 2.0)
+    }
 }
 
 #[cfg(test)]
