@@ -8,6 +8,7 @@
 //! meant to be shared (`Arc<Engine>`) by every thread; each call allocates its own scratch.
 //! Every call is CPU-bound: async callers run it on a blocking pool.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use crate::audio::{self, AudioError, DecodeOptions, Waveform};
@@ -194,15 +195,15 @@ impl Engine {
         Ok(self.model.embed_frames(feats.as_slice(), feats.dim())?)
     }
 
-    fn to_model_rate(&self, waveform: &Waveform) -> Result<Vec<f32>, PipelineError> {
+    fn to_model_rate<'w>(&self, waveform: &'w Waveform) -> Result<Cow<'w, [f32]>, PipelineError> {
         if waveform.sample_rate == MODEL_SAMPLE_RATE {
-            Ok(waveform.samples.clone())
+            Ok(Cow::Borrowed(&waveform.samples))
         } else {
-            Ok(audio::resample(
+            Ok(Cow::Owned(audio::resample(
                 &waveform.samples,
                 waveform.sample_rate,
                 MODEL_SAMPLE_RATE,
-            )?)
+            )?))
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
-use super::fastmath::{ln_fast, ln_in_place};
+use super::fastmath::{ln_fast, ln_in_place, sum_sq_dev8, sum8};
 use super::options::{FbankOptions, FrameOptions, MfccOptions, WindowType};
 use super::{FeatureError, FeatureMatrix};
 
@@ -112,36 +112,6 @@ fn make_window(kind: WindowType, len: usize) -> Vec<f32> {
             w as f32
         })
         .collect()
-}
-
-/// Sum of a slice with eight independent accumulators (vectorises, and is more accurate than a
-/// serial `f32` sum).
-#[inline]
-fn sum8(xs: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
-}
-
-/// `Σ (x − m)²` with eight accumulators.
-#[inline]
-fn sum_sq_dev8(xs: &[f32], m: f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            let d = x - m;
-            *a += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().map(|x| (x - m) * (x - m)).sum::<f32>()
 }
 
 /// Per-call scratch buffers; one per thread / stream, reused for every frame.

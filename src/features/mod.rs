@@ -10,7 +10,7 @@
 //! lifter, the real-FFT plan); [`Fbank::compute`] allocates its output and a small workspace once per
 //! call and nothing per frame.
 
-mod fastmath;
+pub(crate) mod fastmath;
 mod fbank;
 mod matrix;
 mod norm;

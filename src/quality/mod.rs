@@ -8,6 +8,8 @@
 //!
 //! Samples are `f32` in 16-bit integer scale (±32768), as everywhere in the crate.
 
+use crate::features::fastmath::{sum_sq_dev8, sum8};
+
 /// Frame powers (mean square per sample) are floored here: the power of int16 quantisation noise,
 /// 1/12 LSB², so digital silence reads about −10.8 dB.
 const POWER_FLOOR: f64 = 1.0 / 12.0;
@@ -107,33 +109,6 @@ fn frame_powers(samples: &[f32], len: usize, hop: usize) -> Vec<f64> {
             (f64::from(e) / len as f64).max(POWER_FLOOR)
         })
         .collect()
-}
-
-#[inline]
-fn sum8(xs: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
-}
-
-#[inline]
-fn sum_sq_dev8(xs: &[f32], m: f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            let d = x - m;
-            *a += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().map(|x| (x - m) * (x - m)).sum::<f32>()
 }
 
 fn percentile(values: &[f64], pct: f32) -> f64 {
