@@ -101,6 +101,90 @@ pub struct Config {
     pub queue_depth: usize,
     /// Most candidates an Identify returns.
     pub max_top_k: u32,
+    /// Live verification (`StreamVerify`).
+    pub stream: StreamSettings,
+    /// Replay detection at verification.
+    pub replay: ReplaySettings,
+    /// Recurring-voice tracking (`TrackComplaint`).
+    pub recurring: RecurringSettings,
+}
+
+/// Settings of recurring-voice tracking (`[recurring]` in the config file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecurringSettings {
+    /// Cosine at which a complaint joins an existing voice.
+    pub threshold: f64,
+    /// Distinct customer ids that make a voice suspicious (at least 2).
+    pub min_customers: usize,
+}
+
+impl Default for RecurringSettings {
+    fn default() -> Self {
+        Self {
+            threshold: 0.6,
+            min_customers: 2,
+        }
+    }
+}
+
+/// Settings of live verification streams (`[stream]` in the config file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Net speech before the first running decision, seconds.
+    pub first_decision_seconds: f64,
+    /// New net speech between running decisions, seconds.
+    pub decision_every_seconds: f64,
+    /// Net speech per embedded segment, seconds.
+    pub segment_seconds: f64,
+    /// A stream with no message for this long is closed, seconds.
+    pub idle_timeout_seconds: f64,
+    /// Longest stream, seconds of audio.
+    pub max_seconds: f64,
+    /// Largest audio chunk, bytes.
+    pub max_chunk_bytes: usize,
+    /// Streams open at once; more are refused with UNAVAILABLE.
+    pub max_streams: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            first_decision_seconds: 3.0,
+            decision_every_seconds: 2.0,
+            segment_seconds: 6.0,
+            idle_timeout_seconds: 10.0,
+            max_seconds: 7200.0,
+            max_chunk_bytes: 1 << 20,
+            max_streams: 256,
+        }
+    }
+}
+
+/// Settings of replay detection (`[replay]` in the config file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplaySettings {
+    /// Check verification audio against the tenant's recent verification audio.
+    pub enabled: bool,
+    /// Spoof risk at or above which a verification is rejected as a replay.
+    pub threshold: f64,
+    /// Fingerprints kept per tenant (oldest evicted first).
+    pub capacity: usize,
+    /// Fingerprints older than this are forgotten, days.
+    pub retention_days: u32,
+}
+
+impl Default for ReplaySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: 0.5,
+            capacity: 10_000,
+            retention_days: 90,
+        }
+    }
 }
 
 /// Default listen address.
@@ -125,6 +209,9 @@ impl Default for Config {
             workers: 0,
             queue_depth: 64,
             max_top_k: 100,
+            stream: StreamSettings::default(),
+            replay: ReplaySettings::default(),
+            recurring: RecurringSettings::default(),
         }
     }
 }
@@ -214,6 +301,32 @@ impl Config {
         if self.max_message_bytes < 1024 || self.max_audio_seconds <= 0.0 {
             return Err(ConfigError::Invalid(
                 "max_message_bytes / max_audio_seconds too small".into(),
+            ));
+        }
+        let st = &self.stream;
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !(positive(st.first_decision_seconds)
+            && positive(st.decision_every_seconds)
+            && positive(st.segment_seconds)
+            && positive(st.idle_timeout_seconds)
+            && positive(st.max_seconds)
+            && st.max_chunk_bytes > 0
+            && st.max_streams > 0)
+        {
+            return Err(ConfigError::Invalid(
+                "[stream] settings must be positive".into(),
+            ));
+        }
+        if !((-1.0..=1.0).contains(&self.recurring.threshold) && self.recurring.min_customers >= 2)
+        {
+            return Err(ConfigError::Invalid(
+                "[recurring] threshold must be a cosine in [-1, 1], min_customers at least 2"
+                    .into(),
+            ));
+        }
+        if !(self.replay.threshold > 0.0 && self.replay.threshold <= 1.0) {
+            return Err(ConfigError::Invalid(
+                "[replay] threshold must be in (0, 1]".into(),
             ));
         }
         Ok(())

@@ -13,6 +13,7 @@
 //! | scoring | [`score`] | cosine, AS-norm, calibration to log-likelihood ratios, thresholds by target false-accept rate |
 //! | evaluation | [`eval`] | EER, minDCF, FRR at fixed FAR, Cllr, DET curves |
 //! | pipeline | [`pipeline`] | the stages above glued into one call: audio in, embedding and quality out |
+//! | live audio | [`live`] | the pipeline fed chunk by chunk during a call: streaming decode, features, VAD and a running embedding |
 //! | storage | [`store`] | voiceprints encrypted at rest, watchlists and the audit log behind a [`store::Store`] trait |
 //! | replay | [`replay`] | acoustic fingerprints that flag audio replayed from an earlier call |
 //! | recurring voices | [`recurring`] | clustering of complainant voices that recur under several customer ids |
@@ -26,6 +27,7 @@ pub mod config;
 pub mod embed;
 pub mod eval;
 pub mod features;
+pub mod live;
 pub mod model;
 pub mod npy;
 pub mod pipeline;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::audio::{self, AudioError, DecodeOptions, Waveform};
 use crate::embed::{CamPlusPlus, EmbedError};
-use crate::features::{self, Fbank, FbankOptions, FeatureMatrix};
+use crate::features::{self, Fbank, FbankOptions, FeatureMatrix, StreamingFbank};
 use crate::quality::{self, Quality, VadOptions};
 use crate::score::{ScoreError, Scorer, l2_normalize};
 
@@ -205,6 +205,17 @@ impl Engine {
                 MODEL_SAMPLE_RATE,
             )?))
         }
+    }
+
+    /// A streaming extractor of the engine's features (fbank-80 at 16 kHz), for live audio.
+    pub fn streaming_fbank(&self) -> Result<StreamingFbank, PipelineError> {
+        Ok(StreamingFbank::from_fbank(self.fbank.clone())?)
+    }
+
+    /// Embeds 16 kHz fbank-80 frames (already chosen by the VAD, if wanted): mean removal, CAM++,
+    /// L2 normalisation. The frames of [`streaming_fbank`](Self::streaming_fbank) fit.
+    pub fn embed_fbank(&self, feats: FeatureMatrix) -> Result<Vec<f32>, PipelineError> {
+        self.embed_features(feats)
     }
 
     fn embed_features(&self, mut feats: FeatureMatrix) -> Result<Vec<f32>, PipelineError> {

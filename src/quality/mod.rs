@@ -10,6 +10,9 @@
 
 use crate::features::fastmath::{sum_sq_dev8, sum8};
 
+mod streaming;
+pub use streaming::StreamingVad;
+
 /// Frame powers (mean square per sample) are floored here: the power of int16 quantisation noise,
 /// 1/12 LSB², so digital silence reads about −10.8 dB.
 const POWER_FLOOR: f64 = 1.0 / 12.0;

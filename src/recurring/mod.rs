@@ -633,6 +633,41 @@ impl IncrementalClusterer {
         describe(&self.complaints, &self.units, &g.members, &self.opts)
     }
 
+    /// The complaint ids (in the order added) and the distinct customer ids (sorted) of cluster
+    /// `cluster_id`, suspicious or not.
+    pub fn members(&self, cluster_id: usize) -> Option<(Vec<&str>, Vec<&str>)> {
+        let g = self.groups.get(cluster_id)?;
+        let complaints = g
+            .members
+            .iter()
+            .map(|&i| self.complaints[i].complaint_id.as_str())
+            .collect();
+        Some((complaints, g.customers.iter().map(String::as_str).collect()))
+    }
+
+    /// Whether a complaint with this id was added.
+    pub fn contains(&self, complaint_id: &str) -> bool {
+        self.ids.contains(complaint_id)
+    }
+
+    /// Reports of all suspicious clusters with their cluster ids, most confident first.
+    pub fn suspicious_clusters_by_id(&self) -> Vec<(usize, SuspiciousCluster)> {
+        let mut out: Vec<(usize, SuspiciousCluster)> = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter_map(|(k, g)| {
+                describe(&self.complaints, &self.units, &g.members, &self.opts).map(|c| (k, c))
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.1.confidence
+                .total_cmp(&a.1.confidence)
+                .then(a.0.cmp(&b.0))
+        });
+        out
+    }
+
     /// Reports of all suspicious clusters, most confident first.
     pub fn suspicious_clusters(&self) -> Vec<SuspiciousCluster> {
         let mut out: Vec<SuspiciousCluster> = self

@@ -46,6 +46,9 @@ pub enum ServiceError {
     /// The client's deadline (`grpc-timeout`) passed before the answer was ready.
     #[error("deadline exceeded")]
     DeadlineExceeded,
+    /// A stream sent nothing for longer than the idle limit (seconds) and was closed.
+    #[error("no message for {0} s: stream closed")]
+    IdleStream(f64),
     /// The store failed.
     #[error("storage failure")]
     Store(#[source] StoreError),
@@ -81,7 +84,7 @@ impl From<ServiceError> for Status {
             ServiceError::Overloaded(_) => Code::Unavailable,
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,
             ServiceError::Unimplemented(_) => Code::Unimplemented,
-            ServiceError::DeadlineExceeded => Code::DeadlineExceeded,
+            ServiceError::DeadlineExceeded | ServiceError::IdleStream(_) => Code::DeadlineExceeded,
             ServiceError::Store(_) | ServiceError::Internal(_) => Code::Internal,
         };
         if code == Code::Internal {

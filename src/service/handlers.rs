@@ -14,10 +14,11 @@ use super::index::{Hit, Index};
 use super::work::{WorkPool, blocking};
 use crate::audio::{ChannelSelect, DecodeOptions, Encoding, Limits};
 use crate::config::Config;
-use crate::pipeline::{Analysis, Engine};
+use crate::pipeline::{Analysis, Engine, PipelineError};
 use crate::proto::v1 as pb;
 use crate::quality::Quality;
-use crate::score::{Prepared, merge_embeddings};
+use crate::replay::{self, Fingerprint, ReplayConfig, ReplayIndex};
+use crate::score::{Prepared, Score, merge_embeddings};
 use crate::store::{
     AuditEvent, EnrollmentPart, SpeakerChange, SpeakerMeta, SpeakerRecord, SpeakerState, Store,
     StoreError, Voiceprint, WatchlistEntry, WatchlistMeta, validate_id,
@@ -41,6 +42,12 @@ pub(crate) struct Shared {
     pub(crate) watchlists: RwLock<HashMap<(String, String), Index>>,
     /// Serialises store writes with the index updates that follow them.
     pub(crate) write_lock: Mutex<()>,
+    /// tenant → fingerprints of recent verification audio (replay detection; memory only).
+    pub(crate) replay: Mutex<HashMap<String, ReplayIndex>>,
+    /// Open StreamVerify calls.
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// tenant → incremental clustering of tracked complaints.
+    pub(crate) complaints: Mutex<HashMap<String, crate::recurring::IncrementalClusterer>>,
 }
 
 fn lock_err<T>(_: T) -> ServiceError {
@@ -51,7 +58,7 @@ pub(crate) fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
         .unwrap_or(i64::MAX)
 }
@@ -85,7 +92,7 @@ impl Shared {
         Ok((n, m))
     }
 
-    fn audit(
+    pub(crate) fn audit(
         &self,
         tenant: &str,
         action: &str,
@@ -257,7 +264,10 @@ impl Shared {
     }
 
     /// Decodes and embeds audio pieces on the bounded pool.
-    async fn analyze(&self, audio: Vec<pb::Audio>) -> Result<Vec<Analysis>, ServiceError> {
+    pub(crate) async fn analyze(
+        &self,
+        audio: Vec<pb::Audio>,
+    ) -> Result<Vec<Analysis>, ServiceError> {
         let opts = audio
             .iter()
             .enumerate()
@@ -284,7 +294,157 @@ impl Shared {
         out
     }
 
-    fn threshold(&self, target_far: Option<f64>) -> Result<(f64, f64), ServiceError> {
+    /// Decodes and analyses one audio piece on the bounded pool, with the acoustic fingerprint of
+    /// the decoded audio when replay detection is on.
+    pub(crate) async fn analyze_with_fingerprint(
+        &self,
+        audio: pb::Audio,
+    ) -> Result<(Analysis, Option<Fingerprint>), ServiceError> {
+        let opts = self.decode_options(0, &audio)?;
+        let engine = Arc::clone(&self.engine);
+        let fingerprint = self.config.replay.enabled;
+        let started = Instant::now();
+        let out = self
+            .pool
+            .run(move || {
+                let audio_err = |source| ServiceError::Audio { index: 0, source };
+                let decoded = crate::audio::decode(&audio.data, &opts)
+                    .map_err(|e| audio_err(PipelineError::from(e)))?;
+                let analysis = engine
+                    .analyze_waveform(&decoded.waveform)
+                    .map_err(audio_err)?;
+                let w = &decoded.waveform;
+                // Audio the fingerprinter refuses (too long, odd rate) is simply not checked.
+                let fp = fingerprint
+                    .then(|| Fingerprint::compute(&w.samples, w.sample_rate).ok())
+                    .flatten();
+                Ok((analysis, fp))
+            })
+            .await?;
+        metrics::histogram!("voiceprint_analysis_seconds").record(started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Compares `fingerprint` with the tenant's recent verification audio, then remembers it
+    /// under `id`. Returns the spoof risk and the id of the closest earlier audio, if any shares
+    /// landmarks with it.
+    pub(crate) fn replay_check(
+        &self,
+        tenant: &str,
+        id: &str,
+        fingerprint: Fingerprint,
+    ) -> Result<Option<(f64, String)>, ServiceError> {
+        let mut map = self.replay.lock().map_err(lock_err)?;
+        let index = map.entry(tenant.to_string()).or_insert_with(|| {
+            ReplayIndex::new(ReplayConfig {
+                capacity: self.config.replay.capacity,
+                retention_seconds: u64::from(self.config.replay.retention_days) * 86_400,
+            })
+        });
+        let hit = index
+            .query(&fingerprint)
+            .map(|(earlier, m)| (replay::spoof_risk(&m), earlier));
+        index.insert(
+            id.to_string(),
+            fingerprint,
+            u64::try_from(now_unix()).unwrap_or(0),
+        );
+        Ok(hit)
+    }
+
+    /// The voiceprint to verify `speaker` against, or the non-answer when there is none. A
+    /// voiceprint found stale is expired on the spot.
+    pub(crate) async fn print_for_verify(
+        self: &Arc<Self>,
+        tenant: &str,
+        speaker: &str,
+    ) -> Result<Result<Voiceprint, pb::Decision>, ServiceError> {
+        let (store, t2, sp2) = (
+            Arc::clone(&self.store),
+            tenant.to_string(),
+            speaker.to_string(),
+        );
+        let Some(rec) = blocking(move || Ok(store.speaker(&t2, &sp2)?)).await? else {
+            return Ok(Err(pb::Decision::NotEnrolled));
+        };
+        Ok(match rec.meta.state {
+            SpeakerState::OptedOut => Err(pb::Decision::OptedOut),
+            SpeakerState::Expired => Err(pb::Decision::Expired),
+            _ if self.is_stale(&rec.meta, now_unix()) => {
+                let (sh, t3, sp3) = (Arc::clone(self), tenant.to_string(), speaker.to_string());
+                blocking(move || {
+                    sh.expire(&t3, &sp3)?;
+                    Ok(sh.store.compact()?)
+                })
+                .await?;
+                Err(pb::Decision::Expired)
+            }
+            SpeakerState::Enrolling => Err(pb::Decision::EnrollmentIncomplete),
+            SpeakerState::Enrolled => rec.print.ok_or(pb::Decision::NotEnrolled),
+        })
+    }
+
+    /// Scores `embedding` against `print` and fills the decision, reason, score and LLR of `resp`.
+    pub(crate) fn decide(
+        &self,
+        print: &Voiceprint,
+        embedding: &[f32],
+        threshold: f64,
+        resp: &mut pb::VerifyResponse,
+    ) -> Score {
+        let scorer = self.engine.scorer();
+        let score = scorer.score(&print.prepared, &scorer.prepare(embedding));
+        resp.score = score.norm;
+        resp.llr = score.llr;
+        let accept = score.llr >= threshold;
+        (resp.decision, resp.reason) = if accept {
+            (
+                pb::Decision::Accept as i32,
+                pb::DecisionReason::ReasonScoreAboveThreshold as i32,
+            )
+        } else {
+            (
+                pb::Decision::Reject as i32,
+                pb::DecisionReason::ReasonScoreBelowThreshold as i32,
+            )
+        };
+        score
+    }
+
+    /// Replay check of a verification's audio: sets `spoof_risk`, and when it reaches the
+    /// threshold turns a scored decision into REJECT / REPLAY_SUSPECTED (returns true then).
+    pub(crate) async fn check_replay(
+        self: &Arc<Self>,
+        tenant: &str,
+        fingerprint: Fingerprint,
+        resp: &mut pb::VerifyResponse,
+        ev: &mut AuditEvent,
+    ) -> Result<bool, ServiceError> {
+        let (sh, t, id) = (
+            Arc::clone(self),
+            tenant.to_string(),
+            resp.decision_id.clone(),
+        );
+        let Some((risk, earlier)) = blocking(move || sh.replay_check(&t, &id, fingerprint)).await?
+        else {
+            return Ok(false);
+        };
+        resp.spoof_risk = risk;
+        let scored =
+            [pb::Decision::Accept as i32, pb::Decision::Reject as i32].contains(&resp.decision);
+        if risk < self.config.replay.threshold || !scored {
+            return Ok(false);
+        }
+        resp.decision = pb::Decision::Reject as i32;
+        resp.reason = pb::DecisionReason::ReasonReplaySuspected as i32;
+        ev.detail = Some(format!(
+            "replay suspected: spoof_risk={risk:.3}, matches decision {earlier}"
+        ));
+        metrics::counter!("voiceprint_replays_suspected_total").increment(1);
+        Ok(true)
+    }
+
+    pub(super) fn threshold(&self, target_far: Option<f64>) -> Result<(f64, f64), ServiceError> {
         let far = target_far.unwrap_or(self.config.default_target_far);
         let threshold = self
             .engine
@@ -295,7 +455,7 @@ impl Shared {
     }
 }
 
-fn quality_pb(q: &Quality) -> pb::Quality {
+pub(super) fn quality_pb(q: &Quality) -> pb::Quality {
     let mut warnings = Vec::new();
     if q.net_speech_seconds < 3.0 {
         warnings.push("short".to_string());
@@ -315,14 +475,14 @@ fn quality_pb(q: &Quality) -> pb::Quality {
     }
 }
 
-fn request_id<T>(req: &Request<T>) -> Option<String> {
+pub(super) fn request_id<T>(req: &Request<T>) -> Option<String> {
     req.metadata()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(128).collect())
 }
 
-fn decision_name(d: pb::Decision) -> &'static str {
+pub(super) fn decision_name(d: pb::Decision) -> &'static str {
     match d {
         pb::Decision::Unspecified => "unspecified",
         pb::Decision::Accept => "accept",
@@ -341,7 +501,7 @@ pub struct VoiceprintService {
     pub(crate) shared: Arc<Shared>,
 }
 
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(super) type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Records request count and latency for one RPC and converts its error.
 fn finish<T>(
@@ -400,7 +560,7 @@ async fn within<T>(
     }
 }
 
-fn count_decision(method: &'static str, d: pb::Decision) {
+pub(super) fn count_decision(method: &'static str, d: pb::Decision) {
     metrics::counter!("voiceprint_decisions_total", "method" => method, "decision" => decision_name(d)).increment(1);
 }
 
@@ -558,8 +718,7 @@ impl VoiceprintService {
         // Reject malformed audio fields even when the speaker turns out not to be enrolled.
         s.decode_options(0, &audio)?;
 
-        let (store, t2, sp2) = (Arc::clone(&s.store), tenant.clone(), r.speaker_id.clone());
-        let rec = blocking(move || Ok(store.speaker(&t2, &sp2)?)).await?;
+        let print = s.print_for_verify(&tenant, &r.speaker_id).await?;
         let mut resp = pb::VerifyResponse {
             threshold,
             target_far: far,
@@ -571,62 +730,28 @@ impl VoiceprintService {
         ev.threshold = Some(threshold);
         resp.decision_id = ev.decision_id.clone();
 
-        let early = match &rec {
-            None => Some(pb::Decision::NotEnrolled),
-            Some(rec) => match rec.meta.state {
-                SpeakerState::OptedOut => Some(pb::Decision::OptedOut),
-                SpeakerState::Expired => Some(pb::Decision::Expired),
-                _ if s.is_stale(&rec.meta, now_unix()) => {
-                    let (sh, t3, sp3) = (
-                        Arc::clone(&self.shared),
-                        tenant.clone(),
-                        r.speaker_id.clone(),
-                    );
-                    blocking(move || {
-                        sh.expire(&t3, &sp3)?;
-                        Ok(sh.store.compact()?)
-                    })
-                    .await?;
-                    Some(pb::Decision::Expired)
-                }
-                SpeakerState::Enrolling => Some(pb::Decision::EnrollmentIncomplete),
-                SpeakerState::Enrolled if rec.print.is_none() => Some(pb::Decision::NotEnrolled),
-                SpeakerState::Enrolled => None,
-            },
-        };
         let mut touch = None;
-        if let Some(d) = early {
-            resp.decision = d as i32;
-        } else if let Some(print) = rec.and_then(|r| r.print) {
-            let mut a = s.analyze(vec![audio]).await?;
-            let a = a
-                .pop()
-                .ok_or_else(|| ServiceError::Internal("no analysis".into()))?;
-            resp.quality = Some(quality_pb(&a.quality));
-            match a.embedding {
-                None => {
-                    resp.decision = pb::Decision::NotEnoughSpeech as i32;
-                    resp.reason = pb::DecisionReason::ReasonLowQuality as i32;
+        match print {
+            Err(d) => resp.decision = d as i32,
+            Ok(print) => {
+                let (a, fingerprint) = s.analyze_with_fingerprint(audio).await?;
+                resp.quality = Some(quality_pb(&a.quality));
+                match a.embedding {
+                    None => {
+                        resp.decision = pb::Decision::NotEnoughSpeech as i32;
+                        resp.reason = pb::DecisionReason::ReasonLowQuality as i32;
+                    }
+                    Some(e) => {
+                        let score = s.decide(&print, &e, threshold, &mut resp);
+                        ev.score = Some(score.norm);
+                        ev.llr = Some(score.llr);
+                        touch = Some(now_unix());
+                    }
                 }
-                Some(e) => {
-                    let scorer = s.engine.scorer();
-                    let score = scorer.score(&print.prepared, &scorer.prepare(&e));
-                    resp.score = score.norm;
-                    resp.llr = score.llr;
-                    let accept = score.llr >= threshold;
-                    resp.decision = if accept {
-                        pb::Decision::Accept
-                    } else {
-                        pb::Decision::Reject
-                    } as i32;
-                    resp.reason = if accept {
-                        pb::DecisionReason::ReasonScoreAboveThreshold
-                    } else {
-                        pb::DecisionReason::ReasonScoreBelowThreshold
-                    } as i32;
-                    ev.score = Some(score.norm);
-                    ev.llr = Some(score.llr);
-                    touch = Some(now_unix());
+                if let Some(fp) = fingerprint
+                    && s.check_replay(&tenant, fp, &mut resp, &mut ev).await?
+                {
+                    touch = None;
                 }
             }
         }
@@ -1174,11 +1299,12 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         req: Request<tonic::Streaming<pb::StreamVerifyRequest>>,
     ) -> Result<Response<Self::StreamVerifyStream>, Status> {
         let t = Instant::now();
-        let r = self
-            .shared
-            .auth
-            .tenant(req.metadata())
-            .and(Err(ServiceError::Unimplemented("StreamVerify")));
+        let r = async {
+            let tenant = self.shared.auth.tenant(req.metadata())?;
+            let rid = request_id(&req);
+            super::stream::start(Arc::clone(&self.shared), tenant, rid, req.into_inner()).await
+        }
+        .await;
         finish("stream_verify", t, r)
     }
 
@@ -1195,5 +1321,47 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
             .tenant(req.metadata())
             .and(Err(ServiceError::Unimplemented("BatchMatch")));
         finish("batch_match", t, r)
+    }
+
+    async fn track_complaint(
+        &self,
+        req: Request<pb::TrackComplaintRequest>,
+    ) -> Result<Response<pb::TrackComplaintResponse>, Status> {
+        let t = Instant::now();
+        let d = deadline(req.metadata());
+        let r = within(d, async {
+            let tenant = self.shared.auth.tenant(req.metadata())?;
+            let rid = request_id(&req);
+            super::recurring::track(&self.shared, tenant, rid, req.into_inner()).await
+        })
+        .await;
+        finish("track_complaint", t, r)
+    }
+
+    async fn list_recurring_voices(
+        &self,
+        req: Request<pb::ListRecurringVoicesRequest>,
+    ) -> Result<Response<pb::ListRecurringVoicesResponse>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let tenant = self.shared.auth.tenant(req.metadata())?;
+            super::recurring::list(&self.shared, tenant, req.into_inner()).await
+        }
+        .await;
+        finish("list_recurring_voices", t, r)
+    }
+
+    async fn forget_complaint(
+        &self,
+        req: Request<pb::ForgetComplaintRequest>,
+    ) -> Result<Response<pb::ForgetComplaintResponse>, Status> {
+        let t = Instant::now();
+        let r = async {
+            let tenant = self.shared.auth.tenant(req.metadata())?;
+            let rid = request_id(&req);
+            super::recurring::forget(&self.shared, tenant, rid, req.into_inner()).await
+        }
+        .await;
+        finish("forget_complaint", t, r)
     }
 }

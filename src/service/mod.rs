@@ -19,6 +19,8 @@ mod auth;
 mod error;
 mod handlers;
 mod index;
+mod recurring;
+mod stream;
 mod work;
 
 use std::future::Future;
@@ -138,19 +140,28 @@ pub async fn serve(
         speakers: RwLock::new(Default::default()),
         watchlists: RwLock::new(Default::default()),
         write_lock: Mutex::new(()),
+        replay: Mutex::new(Default::default()),
+        streams: Arc::new(tokio::sync::Semaphore::new(config.stream.max_streams)),
+        complaints: Mutex::new(Default::default()),
     });
     {
         let sh = Arc::clone(&shared);
-        let (n, m) = tokio::task::spawn_blocking(move || -> Result<_, ServiceError> {
+        let ((n, m), k) = tokio::task::spawn_blocking(move || -> Result<_, ServiceError> {
             let expired = sh.sweep_expired()?;
             if expired > 0 {
                 tracing::info!(expired, "expired voiceprints erased");
             }
-            sh.load_indexes()
+            let loaded = sh.load_indexes()?;
+            Ok((loaded, sh.load_complaints()?))
         })
         .await
         .map_err(|e| ServeError::Join(e.to_string()))??;
-        tracing::info!(speakers = n, watchlist_entries = m, "indexes loaded");
+        tracing::info!(
+            speakers = n,
+            watchlist_entries = m,
+            complaints = k,
+            "indexes loaded"
+        );
     }
 
     if let Some(addr) = config.metrics_listen {

@@ -174,6 +174,17 @@ pub struct WatchlistEntry {
     pub prepared: Prepared,
 }
 
+/// A complaint's voice, kept for recurring-voice detection (`TrackComplaint`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComplaintRecord {
+    /// The customer the complaint was filed for.
+    pub customer_id: String,
+    /// Unix milliseconds when it was tracked; start-up replays complaints in this order.
+    pub tracked_unix_ms: i64,
+    /// The complainant's unit embedding (sealed at rest, with the customer id).
+    pub embedding: Vec<f32>,
+}
+
 /// One line of the audit log. Never holds audio or embeddings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -299,6 +310,29 @@ pub trait Store: Send + Sync {
         &self,
         since_unix_ms: i64,
         visit: &mut dyn FnMut(AuditEvent) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a tracked complaint, replacing one with the same id.
+    fn put_complaint(
+        &self,
+        tenant: &str,
+        complaint_id: &str,
+        record: &ComplaintRecord,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a tracked complaint; `Ok(false)` when it was not there.
+    fn remove_complaint(
+        &self,
+        tenant: &str,
+        complaint_id: &str,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// Calls `visit(tenant, complaint_id, record)` for every tracked complaint.
+    fn for_each_complaint(
+        &self,
+        visit: &mut dyn FnMut(&str, &str, ComplaintRecord),
     ) -> Result<(), StoreError>;
 
     /// Rewrites the storage so that deleted data no longer exists on disk.

@@ -6,8 +6,9 @@ use std::sync::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    AuditEvent, EnrollmentPart, MasterKey, PrintVisitor, SpeakerChange, SpeakerMeta, SpeakerRecord,
-    SpeakerState, SpeakerUpdate, Store, StoreError, Voiceprint, WatchlistEntry, WatchlistMeta,
+    AuditEvent, ComplaintRecord, EnrollmentPart, MasterKey, PrintVisitor, SpeakerChange,
+    SpeakerMeta, SpeakerRecord, SpeakerState, SpeakerUpdate, Store, StoreError, Voiceprint,
+    WatchlistEntry, WatchlistMeta,
 };
 use crate::score::Prepared;
 
@@ -22,10 +23,13 @@ const WL_ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("watchlist
 /// Sealed watchlist voiceprints, key `tenant \0 watchlist \0 entry`.
 const WL_PRINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("watchlist_prints");
 /// Audit log (JSON), key = sequence number.
+/// tenant\0complaint → sealed JSON [`ComplaintRecord`].
+const COMPLAINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("complaints");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
-const STR_TABLES: [TableDefinition<&str, &[u8]>; 5] =
-    [SPEAKERS, PRINTS, WATCHLISTS, WL_ENTRIES, WL_PRINTS];
+const STR_TABLES: [TableDefinition<&str, &[u8]>; 6] = [
+    SPEAKERS, PRINTS, WATCHLISTS, WL_ENTRIES, WL_PRINTS, COMPLAINTS,
+];
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "voiceprint.redb";
@@ -49,6 +53,10 @@ fn prefix_range(prefix: &str) -> (String, String) {
 
 fn speaker_binding(tenant: &str, speaker: &str) -> Vec<u8> {
     format!("voiceprint/v1\0speaker\0{tenant}\0{speaker}").into_bytes()
+}
+
+fn complaint_binding(tenant: &str, complaint: &str) -> Vec<u8> {
+    format!("voiceprint/v1\0complaint\0{tenant}\0{complaint}").into_bytes()
 }
 
 fn entry_binding(tenant: &str, watchlist: &str, entry: &str) -> Vec<u8> {
@@ -481,6 +489,67 @@ impl Store for RedbStore {
             if ev.time_unix_ms >= since_unix_ms && !visit(ev) {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    fn put_complaint(
+        &self,
+        tenant: &str,
+        complaint_id: &str,
+        record: &ComplaintRecord,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed = self
+            .key
+            .seal(&complaint_binding(tenant, complaint_id), &json)?;
+        let db = self.read_db();
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(COMPLAINTS)
+            .map_err(db_err)?
+            .insert(key2(tenant, complaint_id).as_str(), sealed.as_slice())
+            .map_err(db_err)?;
+        put_audit(&txn, audit)?;
+        txn.commit().map_err(db_err)
+    }
+
+    fn remove_complaint(
+        &self,
+        tenant: &str,
+        complaint_id: &str,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let db = self.read_db();
+        let txn = db.begin_write().map_err(db_err)?;
+        let removed = txn
+            .open_table(COMPLAINTS)
+            .map_err(db_err)?
+            .remove(key2(tenant, complaint_id).as_str())
+            .map_err(db_err)?
+            .is_some();
+        put_audit(&txn, audit)?;
+        txn.commit().map_err(db_err)?;
+        Ok(removed)
+    }
+
+    fn for_each_complaint(
+        &self,
+        visit: &mut dyn FnMut(&str, &str, ComplaintRecord),
+    ) -> Result<(), StoreError> {
+        let db = self.read_db();
+        let txn = db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(COMPLAINTS).map_err(db_err)?;
+        for row in table.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let key = k.value();
+            let Some((t, c)) = key.split_once('\0') else {
+                return Err(StoreError::Corrupt(format!("complaint key {key:?}")));
+            };
+            let json = self.key.open(&complaint_binding(t, c), v.value())?;
+            let record: ComplaintRecord =
+                serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            visit(t, c, record);
         }
         Ok(())
     }

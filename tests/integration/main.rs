@@ -6,3 +6,5 @@ mod eval;
 mod features_cli;
 mod recurring;
 mod service;
+mod stream;
+mod track;

@@ -10,17 +10,17 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-use voiceprint::config::{Config, TenantConfig};
+use voiceprint::config::{Config, ReplaySettings, TenantConfig};
 use voiceprint::pipeline::{Engine, EngineConfig};
 use voiceprint::proto::v1 as pb;
 use voiceprint::proto::v1::voiceprint_client::VoiceprintClient;
 use voiceprint::service::{RunningServer, serve};
 use voiceprint::store::{MasterKey, RedbStore, Store};
 
-const BANK: &str = "bank-token";
-const OTHER: &str = "other-token";
+pub(crate) const BANK: &str = "bank-token";
+pub(crate) const OTHER: &str = "other-token";
 
-fn engine() -> Arc<Engine> {
+pub(crate) fn engine() -> Arc<Engine> {
     static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
     Arc::clone(ENGINE.get_or_init(|| {
         let model = voiceprint::model::ensure_model(&voiceprint::model::default_model_dir())
@@ -29,7 +29,7 @@ fn engine() -> Arc<Engine> {
     }))
 }
 
-fn config(dir: &Path, tenants: bool) -> Config {
+pub(crate) fn config(dir: &Path, tenants: bool) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.to_path_buf(),
@@ -51,18 +51,24 @@ fn config(dir: &Path, tenants: bool) -> Config {
         required_speech_seconds: 10.0,
         max_audio_seconds: 120.0,
         max_message_bytes: 4 << 20,
+        // The tests verify the same clips again and again, which is exactly what replay detection
+        // flags; its own test turns it on.
+        replay: ReplaySettings {
+            enabled: false,
+            ..ReplaySettings::default()
+        },
         ..Config::default()
     }
 }
 
-struct Server {
+pub(crate) struct Server {
     stop: Option<oneshot::Sender<()>>,
     running: Option<RunningServer>,
-    client: VoiceprintClient<Channel>,
+    pub(crate) client: VoiceprintClient<Channel>,
 }
 
 impl Server {
-    async fn start(config: Config) -> Self {
+    pub(crate) async fn start(config: Config) -> Self {
         let (tx, rx) = oneshot::channel::<()>();
         let running = serve(config, engine(), async {
             let _ = rx.await;
@@ -83,7 +89,7 @@ impl Server {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let Server {
             stop,
             running,
@@ -99,7 +105,7 @@ impl Server {
     }
 }
 
-fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
+pub(crate) fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
     let mut r = Request::new(msg);
     if let Some(t) = token {
         r.metadata_mut().insert(
@@ -110,13 +116,13 @@ fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
     r
 }
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/speakers")
         .join(format!("{name}.wav"))
 }
 
-fn audio(name: &str) -> pb::Audio {
+pub(crate) fn audio(name: &str) -> pb::Audio {
     pb::Audio {
         data: std::fs::read(fixture(name)).expect("fixture"),
         ..Default::default()
@@ -133,7 +139,7 @@ fn raw_mulaw(seconds: f64) -> pb::Audio {
     }
 }
 
-async fn enroll(
+pub(crate) async fn enroll(
     c: &mut VoiceprintClient<Channel>,
     token: &str,
     speaker: &str,
@@ -196,7 +202,7 @@ async fn identify(
     .collect()
 }
 
-fn decision(r: &pb::VerifyResponse) -> pb::Decision {
+pub(crate) fn decision(r: &pb::VerifyResponse) -> pb::Decision {
     pb::Decision::try_from(r.decision).expect("known decision")
 }
 
