@@ -17,10 +17,10 @@ use voiceprint::proto::v1::voiceprint_client::VoiceprintClient;
 use voiceprint::service::{RunningServer, serve};
 use voiceprint::store::{MasterKey, RedbStore, Store};
 
-const BANK: &str = "bank-token";
-const OTHER: &str = "other-token";
+pub(crate) const BANK: &str = "bank-token";
+pub(crate) const OTHER: &str = "other-token";
 
-fn engine() -> Arc<Engine> {
+pub(crate) fn engine() -> Arc<Engine> {
     static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
     Arc::clone(ENGINE.get_or_init(|| {
         let model = voiceprint::model::ensure_model(&voiceprint::model::default_model_dir())
@@ -29,7 +29,7 @@ fn engine() -> Arc<Engine> {
     }))
 }
 
-fn config(dir: &Path, tenants: bool) -> Config {
+pub(crate) fn config(dir: &Path, tenants: bool) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.to_path_buf(),
@@ -55,14 +55,14 @@ fn config(dir: &Path, tenants: bool) -> Config {
     }
 }
 
-struct Server {
+pub(crate) struct Server {
     stop: Option<oneshot::Sender<()>>,
     running: Option<RunningServer>,
-    client: VoiceprintClient<Channel>,
+    pub(crate) client: VoiceprintClient<Channel>,
 }
 
 impl Server {
-    async fn start(config: Config) -> Self {
+    pub(crate) async fn start(config: Config) -> Self {
         let (tx, rx) = oneshot::channel::<()>();
         let running = serve(config, engine(), async {
             let _ = rx.await;
@@ -83,7 +83,15 @@ impl Server {
         }
     }
 
-    async fn stop(self) {
+    /// The server's URL.
+    pub(crate) fn url(&self) -> String {
+        self.running
+            .as_ref()
+            .map(|r| format!("http://{}", r.local_addr()))
+            .unwrap_or_default()
+    }
+
+    pub(crate) async fn stop(self) {
         let Server {
             stop,
             running,
@@ -99,7 +107,7 @@ impl Server {
     }
 }
 
-fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
+pub(crate) fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
     let mut r = Request::new(msg);
     if let Some(t) = token {
         r.metadata_mut().insert(
@@ -110,20 +118,20 @@ fn req<T>(msg: T, token: Option<&str>) -> Request<T> {
     r
 }
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/speakers")
         .join(format!("{name}.wav"))
 }
 
-fn audio(name: &str) -> pb::Audio {
+pub(crate) fn audio(name: &str) -> pb::Audio {
     pb::Audio {
         data: std::fs::read(fixture(name)).expect("fixture"),
         ..Default::default()
     }
 }
 
-fn raw_mulaw(seconds: f64) -> pb::Audio {
+pub(crate) fn raw_mulaw(seconds: f64) -> pb::Audio {
     // Digital silence in µ-law (0xFF): decodable, but no speech.
     pb::Audio {
         data: vec![0xFF; (seconds * 8000.0) as usize],
@@ -133,7 +141,7 @@ fn raw_mulaw(seconds: f64) -> pb::Audio {
     }
 }
 
-async fn enroll(
+pub(crate) async fn enroll(
     c: &mut VoiceprintClient<Channel>,
     token: &str,
     speaker: &str,
@@ -782,7 +790,10 @@ async fn service_errors() {
     let stream = c
         .batch_match(req(pb::BatchMatchRequest::default(), Some(BANK)))
         .await;
-    assert_eq!(stream.expect_err("later issue").code(), Code::Unimplemented);
+    assert_eq!(
+        stream.expect_err("no complaints").code(),
+        Code::InvalidArgument
+    );
 
     // A deadline too short for the analysis.
     let mut r = req(
