@@ -39,13 +39,13 @@ for sp in speakers:
         if os.path.exists(os.path.join(devset, p))
     ]
 with open(os.path.join(out, "enroll.csv"), "w", newline="") as f:
-    w = csv.writer(f)
+    w = csv.writer(f, lineterminator="\n")
     w.writerow(["speaker", "file"])
     for sp in speakers:
         for p in enrolled[sp]:
             w.writerow([sp, os.path.join(devset, p)])
 with open(os.path.join(out, "complaints.csv"), "w", newline="") as f:
-    w = csv.writer(f)
+    w = csv.writer(f, lineterminator="\n")
     w.writerow(["complaint_id", "customer_id", "audio"])
     cursor = {sp: 0 for sp in speakers}
     i = 0
