@@ -101,6 +101,9 @@ pub struct Config {
     pub queue_depth: usize,
     /// Most candidates an Identify returns.
     pub max_top_k: u32,
+    /// Most complaints in one BatchMatch request (the request's total size is bounded by
+    /// `max_message_bytes`).
+    pub max_batch_complaints: usize,
     /// Live verification (`StreamVerify`).
     pub stream: StreamSettings,
     /// Replay detection at verification.
@@ -212,6 +215,7 @@ impl Default for Config {
             stream: StreamSettings::default(),
             replay: ReplaySettings::default(),
             recurring: RecurringSettings::default(),
+            max_batch_complaints: 256,
         }
     }
 }
@@ -296,6 +300,11 @@ impl Config {
         if !(self.default_target_far > 0.0 && self.default_target_far <= 0.5) {
             return Err(ConfigError::Invalid(
                 "default_target_far must be in (0, 0.5]".into(),
+            ));
+        }
+        if self.max_batch_complaints == 0 {
+            return Err(ConfigError::Invalid(
+                "max_batch_complaints must be at least 1".into(),
             ));
         }
         if self.max_message_bytes < 1024 || self.max_audio_seconds <= 0.0 {

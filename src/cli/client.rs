@@ -192,14 +192,27 @@ enum WatchlistAction {
     },
 }
 
-struct Conn {
-    client: VoiceprintClient<Channel>,
+/// A connected client with its bearer token and deadline.
+pub(super) struct Conn {
+    pub(super) client: VoiceprintClient<Channel>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
     timeout: std::time::Duration,
 }
 
+impl ConnectArgs {
+    /// The same deadline, for a plain-text server this process started itself.
+    pub(super) fn with_server(&self, server: String, token: Option<String>) -> Self {
+        Self {
+            server,
+            token,
+            ca_cert: None,
+            timeout: self.timeout,
+        }
+    }
+}
+
 impl Conn {
-    async fn new(a: &ConnectArgs) -> anyhow::Result<Self> {
+    pub(super) async fn new(a: &ConnectArgs) -> anyhow::Result<Self> {
         let mut endpoint = Channel::from_shared(a.server.clone()).context("bad --server URL")?;
         if let Some(ca) = &a.ca_cert {
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
@@ -233,7 +246,12 @@ impl Conn {
         })
     }
 
-    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+    /// The deadline of one request (`--timeout`).
+    pub(super) fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
+    pub(super) fn req<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         r.set_timeout(self.timeout);
         if let Some(t) = &self.token {
@@ -249,7 +267,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn status(e: tonic::Status) -> anyhow::Error {
+pub(super) fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", e.code(), e.message())
 }
 

@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod batch;
 mod calibrate;
 mod client;
 mod embed;
 mod eval;
 mod features;
 mod load;
+mod manifest;
 mod model;
 mod probe;
 mod recurring;
@@ -57,6 +59,9 @@ enum Command {
     Embed(embed::EmbedArgs),
     /// Cluster complainants by voice and report voices heard under several customer ids.
     Recurring(recurring::RecurringArgs),
+    /// Post-complaint matching: verify each complainant against the customer's voiceprint and
+    /// search the gallery and watchlists for the voice.
+    Batch(batch::BatchArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -78,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Recurring(args) => recurring::run(args),
+        Command::Batch(args) => batch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

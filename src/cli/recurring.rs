@@ -1,14 +1,15 @@
 //! `voiceprint recurring`: find voices that complain for more than one customer.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
 
 use rayon::prelude::*;
-use voiceprint::audio::{ChannelSelect, DecodeOptions};
+use voiceprint::audio::DecodeOptions;
 use voiceprint::pipeline::{Engine, EngineConfig};
 use voiceprint::recurring::{ClusterOptions, Complaint, cluster};
+
+use super::manifest::ComplaintRow;
 
 /// Cluster the complainants of a manifest by voice and report voices heard under several customers.
 #[derive(clap::Args)]
@@ -35,42 +36,18 @@ pub struct RecurringArgs {
 /// same-speaker pairs score 0.76 – 0.88 and different speakers 0.21 – 0.43.
 const DEFAULT_THRESHOLD: f64 = 0.6;
 
-#[derive(Deserialize)]
-struct Row {
-    complaint_id: String,
-    customer_id: String,
-    audio: String,
-    #[serde(default)]
-    channel: Option<String>,
-}
-
 /// Runs `voiceprint recurring`.
 pub fn run(args: RecurringArgs) -> anyhow::Result<()> {
     let opts = ClusterOptions {
         min_customers: args.min_customers,
         ..ClusterOptions::with_threshold(args.threshold)
     };
-    let base = args
-        .manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_path(&args.manifest)
-        .with_context(|| format!("cannot read manifest {}", args.manifest.display()))?;
-    let mut rows = Vec::new();
-    let mut failed = 0usize;
-    for (line, record) in reader.deserialize::<Row>().enumerate() {
-        match record {
-            Ok(row) => rows.push(row),
-            Err(err) => {
-                failed += 1;
-                eprintln!("manifest row {}: skipped: {err}", line + 2);
-            }
-        }
+    let manifest = super::manifest::read(&args.manifest)?;
+    let mut failed = manifest.bad.len();
+    for bad in &manifest.bad {
+        eprintln!("{}", bad.describe());
     }
+    let rows = manifest.rows;
     let model_path = match args.model {
         Some(p) => p,
         None => voiceprint::model::ensure_model(&voiceprint::model::default_model_dir())
@@ -78,10 +55,8 @@ pub fn run(args: RecurringArgs) -> anyhow::Result<()> {
     };
     let engine =
         Engine::load(EngineConfig::new(model_path)).context("cannot load the embedding engine")?;
-    let results: Vec<Result<Complaint, String>> = rows
-        .par_iter()
-        .map(|row| embed_row(&engine, &base, row))
-        .collect();
+    let results: Vec<Result<Complaint, String>> =
+        rows.par_iter().map(|row| embed_row(&engine, row)).collect();
     let mut complaints = Vec::with_capacity(results.len());
     for r in results {
         match r {
@@ -112,17 +87,15 @@ pub fn run(args: RecurringArgs) -> anyhow::Result<()> {
 }
 
 /// Embeds one manifest row; the error is the line to report.
-fn embed_row(engine: &Engine, base: &Path, row: &Row) -> Result<Complaint, String> {
+fn embed_row(engine: &Engine, row: &ComplaintRow) -> Result<Complaint, String> {
     let fail = |msg: String| format!("complaint {}: skipped: {msg}", row.complaint_id);
-    let mut decode = DecodeOptions::default();
-    if let Some(ch) = row.channel.as_deref().filter(|c| !c.is_empty()) {
-        decode.channel = ch
-            .parse::<ChannelSelect>()
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let path = base.join(&row.audio);
+    let decode = DecodeOptions {
+        channel: row.channel,
+        ..DecodeOptions::default()
+    };
+    let path = &row.audio;
     let analysis = engine
-        .analyze_file(&path, &decode)
+        .analyze_file(path, &decode)
         .map_err(|e| fail(format!("{}: {e}", path.display())))?;
     let embedding = analysis.embedding.ok_or_else(|| {
         fail(format!(

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real server on a loopback port, real store file, real audio.
 
 mod audio;
+mod batch;
 mod embed;
 mod eval;
 mod features_cli;

@@ -89,6 +89,14 @@ impl Server {
         }
     }
 
+    /// The server's URL.
+    pub(crate) fn url(&self) -> String {
+        self.running
+            .as_ref()
+            .map(|r| format!("http://{}", r.local_addr()))
+            .unwrap_or_default()
+    }
+
     pub(crate) async fn stop(self) {
         let Server {
             stop,
@@ -129,7 +137,7 @@ pub(crate) fn audio(name: &str) -> pb::Audio {
     }
 }
 
-fn raw_mulaw(seconds: f64) -> pb::Audio {
+pub(crate) fn raw_mulaw(seconds: f64) -> pb::Audio {
     // Digital silence in µ-law (0xFF): decodable, but no speech.
     pb::Audio {
         data: vec![0xFF; (seconds * 8000.0) as usize],
@@ -788,7 +796,10 @@ async fn service_errors() {
     let stream = c
         .batch_match(req(pb::BatchMatchRequest::default(), Some(BANK)))
         .await;
-    assert_eq!(stream.expect_err("later issue").code(), Code::Unimplemented);
+    assert_eq!(
+        stream.expect_err("no complaints").code(),
+        Code::InvalidArgument
+    );
 
     // A deadline too short for the analysis.
     let mut r = req(
