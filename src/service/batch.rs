@@ -28,7 +28,7 @@ use crate::pipeline::Analysis;
 use crate::proto::v1 as pb;
 use crate::score::{Prepared, Score};
 use crate::service::error::ServiceError;
-use crate::store::{SpeakerRecord, SpeakerState, validate_id};
+use crate::store::validate_id;
 
 /// First wait after the analysis queue refused a complaint; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
@@ -216,16 +216,9 @@ async fn try_match(
     })?;
     let opts = s.decode_options(index, &audio)?;
 
-    let (store, t2, sp2) = (
-        Arc::clone(&s.store),
-        job.tenant.clone(),
-        c.customer_id.clone(),
-    );
-    let rec = blocking(move || Ok(store.speaker(&t2, &sp2)?)).await?;
-    let early = early_decision(job, &c.customer_id, rec.as_ref()).await?;
-    let print = match early {
-        None => rec.and_then(|r| r.print).map(|p| p.prepared),
-        Some(_) => None,
+    let (early, print) = match s.print_for_verify(&job.tenant, &c.customer_id).await? {
+        Ok(p) => (None, Some(p.prepared)),
+        Err(d) => (Some(d), None),
     };
 
     let matched = analyze_and_search(job, index, Arc::new(audio), opts, print).await?;
@@ -281,38 +274,6 @@ async fn try_match(
     .await?;
     count_decision("batch_match", decision);
     Ok(result)
-}
-
-/// The decisions Verify gives without looking at the audio; expires a stale print on the way.
-async fn early_decision(
-    job: &Arc<Job>,
-    customer_id: &str,
-    rec: Option<&SpeakerRecord>,
-) -> Result<Option<pb::Decision>, ServiceError> {
-    let s = &job.shared;
-    Ok(match rec {
-        None => Some(pb::Decision::NotEnrolled),
-        Some(rec) => match rec.meta.state {
-            SpeakerState::OptedOut => Some(pb::Decision::OptedOut),
-            SpeakerState::Expired => Some(pb::Decision::Expired),
-            _ if s.is_stale(&rec.meta, now_unix()) => {
-                let (sh, t, sp) = (
-                    Arc::clone(&job.shared),
-                    job.tenant.clone(),
-                    customer_id.to_string(),
-                );
-                blocking(move || {
-                    sh.expire(&t, &sp)?;
-                    Ok(sh.store.compact()?)
-                })
-                .await?;
-                Some(pb::Decision::Expired)
-            }
-            SpeakerState::Enrolling => Some(pb::Decision::EnrollmentIncomplete),
-            SpeakerState::Enrolled if rec.print.is_none() => Some(pb::Decision::NotEnrolled),
-            SpeakerState::Enrolled => None,
-        },
-    })
 }
 
 /// Analyses the audio on the pool, scores it against `print` and searches the tenant's gallery and
