@@ -1,10 +1,14 @@
 //! The filterbank and MFCC extractors: precomputed tables, one real FFT per frame, no allocation
 //! per frame.
+//!
+//! The real FFT of a padded frame of `N` samples is a complex FFT of `N/2` points (rustfft) on the
+//! even/odd sample pairs, followed by the usual split step; the split step is fused with the
+//! power spectrum and written over separate, precomputed twiddle tables so that it vectorises.
 
 use std::sync::Arc;
 
-use realfft::num_complex::Complex;
-use realfft::{RealFftPlanner, RealToComplex};
+use rustfft::num_complex::Complex;
+use rustfft::{Fft, FftPlanner};
 
 use super::fastmath::{ln_fast, ln_in_place, sum_sq_dev8, sum8};
 use super::options::{FbankOptions, FrameOptions, MfccOptions, WindowType};
@@ -18,14 +22,21 @@ fn mel_scale(freq: f32) -> f32 {
     1127.0 * (1.0 + freq / 700.0).ln()
 }
 
+/// Lanes of the mel dot products: each filter's weights are zero-padded to a multiple of this so
+/// the products vectorise (the power spectrum buffer is padded to match).
+const MEL_LANES: usize = 8;
+
 /// Triangular mel filters stored sparsely: filter `b` covers power bins
-/// `starts[b] .. starts[b] + lens[b]` with weights `weights[offsets[b] ..][.. lens[b]]`.
+/// `starts[b] .. starts[b] + lens[b]` with weights `weights[offsets[b] ..][.. lens[b]]`, where
+/// `lens[b]` is the filter's support rounded up to a multiple of [`MEL_LANES`] (zero weights).
 #[derive(Debug, Clone)]
 struct MelBanks {
     starts: Vec<usize>,
     lens: Vec<usize>,
     offsets: Vec<usize>,
     weights: Vec<f32>,
+    /// Power spectrum length the padded filters may read.
+    power_len: usize,
 }
 
 impl MelBanks {
@@ -44,6 +55,7 @@ impl MelBanks {
             lens: Vec::with_capacity(opts.num_bins),
             offsets: Vec::with_capacity(opts.num_bins),
             weights: Vec::new(),
+            power_len: num_fft_bins + 1,
         };
         for b in 0..opts.num_bins {
             let left = mel_low + b as f32 * delta;
@@ -77,22 +89,35 @@ impl MelBanks {
                     ),
                 });
             };
+            let len = (last + 1 - first).div_ceil(MEL_LANES) * MEL_LANES;
             banks.starts.push(first);
-            banks.lens.push(last + 1 - first);
+            banks.lens.push(len);
             banks.offsets.push(banks.weights.len());
             banks.weights.extend_from_slice(&row[first..=last]);
+            banks
+                .weights
+                .resize(banks.weights.len() + len - (last + 1 - first), 0.0);
+            banks.power_len = banks.power_len.max(first + len);
         }
         Ok(banks)
     }
 
-    /// Mel energies of one power spectrum, floored at [`ENERGY_FLOOR`] (not yet logged).
+    /// Mel energies of one power spectrum (at least `power_len` long, zero past the last FFT
+    /// bin), floored at [`ENERGY_FLOOR`] (not yet logged).
     #[inline]
     fn apply(&self, power: &[f32], out: &mut [f32]) {
         let iter = self.starts.iter().zip(&self.lens).zip(&self.offsets);
         for (o, ((&start, &len), &offset)) in out.iter_mut().zip(iter) {
             let p = &power[start..start + len];
             let w = &self.weights[offset..offset + len];
-            let e: f32 = p.iter().zip(w).map(|(a, b)| a * b).sum();
+            let mut acc = [0.0f32; MEL_LANES];
+            for (pc, wc) in p.chunks_exact(MEL_LANES).zip(w.chunks_exact(MEL_LANES)) {
+                for ((a, x), y) in acc.iter_mut().zip(pc).zip(wc) {
+                    *a += x * y;
+                }
+            }
+            let e =
+                ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
             *o = e.max(ENERGY_FLOOR);
         }
     }
@@ -116,11 +141,70 @@ fn make_window(kind: WindowType, len: usize) -> Vec<f32> {
 
 /// Per-call scratch buffers; one per thread / stream, reused for every frame.
 struct Workspace {
+    /// The conditioned, zero-padded frame (`padded` samples).
     fft_in: Vec<f32>,
+    /// The frame as `padded / 2` complex pairs (`x[2n] + i·x[2n+1]`).
+    packed: Vec<Complex<f32>>,
+    /// The half-length complex FFT of `packed`.
     spectrum: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
     power: Vec<f32>,
     mel: Vec<f32>,
+}
+
+/// Real FFT power spectrum of an even length `n`: `|X[k]|²` for `k = 0 ..= n/2`.
+#[derive(Clone)]
+struct PowerSpectrum {
+    /// Complex FFT of `n / 2` points.
+    fft: Arc<dyn Fft<f32>>,
+    /// Split-step twiddles `cos(2πk/n)` and `sin(2πk/n)` for `k = 0 .. n/2`.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl PowerSpectrum {
+    fn new(n: usize) -> Self {
+        let half = n / 2;
+        let fft = FftPlanner::<f32>::new().plan_fft_forward(half);
+        let angle = |k: usize| 2.0 * std::f64::consts::PI * k as f64 / n as f64;
+        Self {
+            fft,
+            cos: (0..half).map(|k| angle(k).cos() as f32).collect(),
+            sin: (0..half).map(|k| angle(k).sin() as f32).collect(),
+        }
+    }
+
+    /// `power[k] = |X[k]|²` for `k = 0 ..= n/2` from the frame in `ws.fft_in`.
+    #[inline]
+    fn compute(&self, ws: &mut Workspace) {
+        let m = ws.packed.len();
+        for (c, pair) in ws.packed.iter_mut().zip(ws.fft_in.chunks_exact(2)) {
+            *c = Complex::new(pair[0], pair[1]);
+        }
+        self.fft
+            .process_outofplace_with_scratch(&mut ws.packed, &mut ws.spectrum, &mut ws.scratch);
+        let z = &ws.spectrum;
+        let (Some(z0), Some(power)) = (z.first(), ws.power.get_mut(..=m)) else {
+            return;
+        };
+        power[0] = (z0.re + z0.im) * (z0.re + z0.im);
+        power[m] = (z0.re - z0.im) * (z0.re - z0.im);
+        // With a = Z[k], b = Z[m − k]: 2·X[k] = (a + b̄) − i·e^{−2πik/n}·(a − b̄). Everything is
+        // computed at twice the scale and the power divided by 4 (exact) at the end.
+        let mid = &mut power[1..m];
+        let fwd = &z[1..m];
+        let rev = z[1..m].iter().rev();
+        let tw = self.cos[1..m].iter().zip(&self.sin[1..m]);
+        for (((p, a), b), (&c, &s)) in mid.iter_mut().zip(fwd).zip(rev).zip(tw) {
+            let even_re = a.re + b.re;
+            let even_im = a.im - b.im;
+            let odd_re = a.re - b.re;
+            let odd_im = a.im + b.im;
+            let x_re = even_re + c * odd_im - s * odd_re;
+            let x_im = even_im - c * odd_re - s * odd_im;
+            *p = 0.25 * (x_re * x_re + x_im * x_im);
+        }
+    }
 }
 
 /// Kaldi-compatible log-mel filterbank extractor (`compute-fbank-feats` with dither 0).
@@ -135,7 +219,7 @@ pub struct Fbank {
     padded: usize,
     window: Vec<f32>,
     mel: MelBanks,
-    fft: Arc<dyn RealToComplex<f32>>,
+    spectrum: PowerSpectrum,
 }
 
 impl std::fmt::Debug for Fbank {
@@ -153,7 +237,6 @@ impl Fbank {
         opts.validate()?;
         let frame_len = opts.frame.frame_length_samples();
         let padded = opts.frame.padded_length();
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(padded);
         Ok(Self {
             opts: *opts,
             frame_len,
@@ -161,7 +244,7 @@ impl Fbank {
             padded,
             window: make_window(opts.frame.window, frame_len),
             mel: MelBanks::new(opts, padded)?,
-            fft,
+            spectrum: PowerSpectrum::new(padded),
         })
     }
 
@@ -193,11 +276,14 @@ impl Fbank {
     }
 
     fn workspace(&self) -> Workspace {
+        let fft = &self.spectrum.fft;
+        let zero = Complex::new(0.0, 0.0);
         Workspace {
-            fft_in: self.fft.make_input_vec(),
-            spectrum: self.fft.make_output_vec(),
-            scratch: self.fft.make_scratch_vec(),
-            power: vec![0.0; self.padded / 2 + 1],
+            fft_in: vec![0.0; self.padded],
+            packed: vec![zero; self.padded / 2],
+            spectrum: vec![zero; self.padded / 2],
+            scratch: vec![zero; fft.get_outofplace_scratch_len()],
+            power: vec![0.0; self.mel.power_len.max(self.padded / 2 + 1)],
             mel: vec![0.0; self.opts.num_bins],
         }
     }
@@ -217,8 +303,7 @@ impl Fbank {
         energy
     }
 
-    /// Same as `frame_log_mel` without the log. If the FFT rejected its buffers (impossible with
-    /// buffers made by the same plan) the output is the floor.
+    /// Same as `frame_log_mel` without the log.
     #[inline]
     fn frame_mel_energies(
         &self,
@@ -252,17 +337,7 @@ impl Fbank {
             *o = ((cur - mean) - p * (prev - mean)) * w;
         }
         tail.fill(0.0);
-        if self
-            .fft
-            .process_with_scratch(&mut ws.fft_in, &mut ws.spectrum, &mut ws.scratch)
-            .is_err()
-        {
-            out.fill(ENERGY_FLOOR);
-            return energy;
-        }
-        for (pw, c) in ws.power.iter_mut().zip(&ws.spectrum) {
-            *pw = c.re * c.re + c.im * c.im;
-        }
+        self.spectrum.compute(ws);
         self.mel.apply(&ws.power, out);
         energy
     }

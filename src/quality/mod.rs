@@ -168,27 +168,55 @@ pub fn clipping_ratio(samples: &[f32], opts: &VadOptions) -> f64 {
         return 0.0;
     }
     let full = opts.clip_level * 32767.0;
-    let peak = samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let check_runs = peak >= 8192.0 && opts.clip_run >= 2;
-    let mut clipped = 0usize;
-    let mut i = 0;
-    while i < samples.len() {
-        let x = samples[i];
-        if check_runs && x.abs() == peak {
-            let start = i;
-            while i < samples.len() && samples[i] == x {
-                i += 1;
-            }
-            let run = i - start;
-            if run >= opts.clip_run || x.abs() >= full {
-                clipped += run;
-            }
-            continue;
+    // One branch-free, vectorised pass: the peak magnitude and the count at or beyond full scale.
+    const LANES: usize = 8;
+    let mut peak8 = [0.0f32; LANES];
+    let mut over8 = [0u32; LANES];
+    let chunks = samples.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for ((p, o), x) in peak8.iter_mut().zip(&mut over8).zip(c) {
+            let a = x.abs();
+            *p = p.max(a);
+            *o += u32::from(a >= full);
         }
-        if x.abs() >= full {
-            clipped += 1;
+    }
+    let mut peak = peak8.iter().fold(0.0f32, |m, &p| m.max(p));
+    let mut clipped: usize = over8.iter().map(|&o| o as usize).sum();
+    for x in rest {
+        peak = peak.max(x.abs());
+        clipped += usize::from(x.abs() >= full);
+    }
+    // Flat runs at the signal's own peak below full scale (at full scale every sample is already
+    // counted): each maximal run of identical samples at ±peak at least `clip_run` long.
+    if peak >= 8192.0 && opts.clip_run >= 2 && peak < full {
+        const BLOCK: usize = 64;
+        let mut i = 0;
+        while i < samples.len() {
+            let end = (i + BLOCK).min(samples.len());
+            // Most blocks hold no peak sample: test them without branching per sample.
+            if !samples[i..end]
+                .iter()
+                .fold(false, |h, x| h | (x.abs() == peak))
+            {
+                i = end;
+                continue;
+            }
+            while i < end {
+                let x = samples[i];
+                if x.abs() != peak {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < samples.len() && samples[i] == x {
+                    i += 1;
+                }
+                if i - start >= opts.clip_run {
+                    clipped += i - start;
+                }
+            }
         }
-        i += 1;
     }
     clipped as f64 / samples.len() as f64
 }

@@ -216,3 +216,62 @@ fn degenerate_inputs() {
     let r = assess(&[f32::NAN; 4000], 8_000, &opts);
     assert!(!r.quality.duration_seconds.is_nan());
 }
+
+/// The straightforward per-sample scan `clipping_ratio` replaced: the vectorised version must
+/// count exactly the same samples.
+fn clipping_ratio_reference(samples: &[f32], opts: &VadOptions) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let full = opts.clip_level * 32767.0;
+    let peak = samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let check_runs = peak >= 8192.0 && opts.clip_run >= 2;
+    let mut clipped = 0usize;
+    let mut i = 0;
+    while i < samples.len() {
+        let x = samples[i];
+        if check_runs && x.abs() == peak {
+            let start = i;
+            while i < samples.len() && samples[i] == x {
+                i += 1;
+            }
+            let run = i - start;
+            if run >= opts.clip_run || x.abs() >= full {
+                clipped += run;
+            }
+            continue;
+        }
+        if x.abs() >= full {
+            clipped += 1;
+        }
+        i += 1;
+    }
+    clipped as f64 / samples.len() as f64
+}
+
+#[test]
+fn clipping_ratio_matches_per_sample_reference() {
+    let opts = VadOptions::default();
+    for (seed, level, n) in [
+        (1u64, 12_000.0f32, 10_007usize),
+        (2, 20_000.0, 4_099),
+        (3, 32_767.0, 9_001),
+        (4, 9_000.0, 63),
+        (5, 40_000.0, 1_000),
+    ] {
+        // Noise clipped at ±level: flat runs of every length at the peak, straddling the
+        // 64-sample scan blocks, with both signs and isolated peak samples.
+        let x: Vec<f32> = noise(n, level, seed)
+            .into_iter()
+            .map(|v| v.round().clamp(-level, level))
+            .collect();
+        for clip_run in [1usize, 2, 3, 5] {
+            let o = VadOptions { clip_run, ..opts };
+            assert_eq!(
+                clipping_ratio(&x, &o),
+                clipping_ratio_reference(&x, &o),
+                "seed {seed} level {level} run {clip_run}"
+            );
+        }
+    }
+}
