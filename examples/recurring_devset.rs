@@ -405,7 +405,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                     let found = if form == "agglomerative" {
                         cluster(&p.complaints, &opts).expect("valid options")
                     } else {
-                        let mut inc = IncrementalClusterer::new(opts.clone()).expect("options");
+                        let mut inc = IncrementalClusterer::new(opts).expect("options");
                         for c in &p.complaints {
                             inc.add(c.clone()).expect("same dimension");
                         }
