@@ -16,7 +16,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tonic::Code;
 
-use voiceprint::audio::ChannelSelect;
 use voiceprint::config::{Config, DEFAULT_TENANT, TenantConfig};
 use voiceprint::pipeline::{Engine, EngineConfig};
 use voiceprint::proto::v1 as pb;
@@ -848,16 +847,7 @@ async fn request(
 fn load(row: &ComplaintRow) -> Result<pb::Complaint, String> {
     let data = std::fs::read(&row.audio)
         .map_err(|e| format!("cannot read audio {}: {e}", row.audio.display()))?;
-    let (channel, channel_index) = match row.channel {
-        ChannelSelect::Default => (pb::Channel::Default, 0),
-        ChannelSelect::Mix => (pb::Channel::Mix, 0),
-        ChannelSelect::Left => (pb::Channel::Left, 0),
-        ChannelSelect::Right => (pb::Channel::Right, 0),
-        ChannelSelect::Index(i) => (
-            pb::Channel::Index,
-            u32::try_from(i).map_err(|_| format!("channel index {i} is too large"))?,
-        ),
-    };
+    let (channel, channel_index) = super::manifest::channel_pb(row.channel)?;
     Ok(pb::Complaint {
         complaint_id: row.complaint_id.clone(),
         customer_id: row.customer_id.clone(),
@@ -1018,7 +1008,7 @@ mod tests {
                 complaint_id: id.into(),
                 customer_id: "c".into(),
                 audio: PathBuf::from("a.wav"),
-                channel: ChannelSelect::Default,
+                channel: voiceprint::audio::ChannelSelect::Default,
             },
             bytes,
         }

@@ -57,16 +57,7 @@ impl AudioArgs {
             "alaw" => pb::Encoding::Alaw,
             other => anyhow::bail!("unknown --encoding {other:?}"),
         };
-        let (channel, channel_index) = match self.channel.as_str() {
-            "default" => (pb::Channel::Default, 0),
-            "mix" => (pb::Channel::Mix, 0),
-            "left" => (pb::Channel::Left, 0),
-            "right" => (pb::Channel::Right, 0),
-            n => (
-                pb::Channel::Index,
-                n.parse().with_context(|| format!("bad --channel {n:?}"))?,
-            ),
-        };
+        let (channel, channel_index) = parse_channel(&self.channel)?;
         Ok(pb::Audio {
             data,
             encoding: encoding as i32,
@@ -76,6 +67,20 @@ impl AudioArgs {
             channels: self.channels,
         })
     }
+}
+
+/// `default`, `mix`, `left`, `right` or a channel index, as the proto names them.
+fn parse_channel(name: &str) -> anyhow::Result<(pb::Channel, u32)> {
+    Ok(match name {
+        "default" | "" => (pb::Channel::Default, 0),
+        "mix" => (pb::Channel::Mix, 0),
+        "left" => (pb::Channel::Left, 0),
+        "right" => (pb::Channel::Right, 0),
+        n => (
+            pb::Channel::Index,
+            n.parse().with_context(|| format!("bad channel {n:?}"))?,
+        ),
+    })
 }
 
 /// Enrol a speaker (accumulates over calls).
@@ -184,6 +189,29 @@ enum WatchlistAction {
         speaker: Option<String>,
         #[arg(long, default_value = "")]
         note: String,
+    },
+    /// Add the voice of one cluster of `voiceprint recurring`: one entry per complaint of the
+    /// cluster (`<entry-prefix>-<complaint_id>`), from the complaint's audio in the manifest.
+    AddCluster {
+        watchlist_id: String,
+        /// The clusters.json written by `voiceprint recurring`.
+        #[arg(long)]
+        clusters: PathBuf,
+        /// Which cluster: its 0-based position in clusters.json (0 = most confident).
+        #[arg(long)]
+        cluster: usize,
+        /// The manifest given to `voiceprint recurring` (maps complaint ids to audio files).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Entry ids are `<prefix>-<complaint_id>`; default `recurring-<N>`.
+        #[arg(long)]
+        entry_prefix: Option<String>,
+        /// Create the watchlist first when it does not exist.
+        #[arg(long)]
+        create: bool,
+        /// Note stored with every entry (default: the cluster's customers and confidence).
+        #[arg(long)]
+        note: Option<String>,
     },
     /// Remove an entry.
     Remove {
@@ -506,6 +534,73 @@ pub fn run_watchlist(args: WatchlistArgs) -> anyhow::Result<()> {
                 println!("added {} to {}", r.entry_id, r.watchlist_id);
                 print_quality(r.quality.as_ref());
             }
+            WatchlistAction::AddCluster {
+                watchlist_id,
+                clusters,
+                cluster,
+                manifest,
+                entry_prefix,
+                create,
+                note,
+            } => {
+                let plan = ClusterPlan::load(&clusters, cluster, &manifest, &args.audio)?;
+                if create {
+                    let lists = c
+                        .client
+                        .list_watchlists(c.req(pb::ListWatchlistsRequest {}))
+                        .await
+                        .map_err(status)?
+                        .into_inner();
+                    if !lists
+                        .watchlists
+                        .iter()
+                        .any(|w| w.watchlist_id == watchlist_id)
+                    {
+                        c.client
+                            .create_watchlist(c.req(pb::CreateWatchlistRequest {
+                                watchlist_id: watchlist_id.clone(),
+                                description: format!(
+                                    "recurring voices from {}",
+                                    clusters.display()
+                                ),
+                            }))
+                            .await
+                            .map_err(status)?;
+                        println!("created {watchlist_id}");
+                    }
+                }
+                let prefix = entry_prefix.unwrap_or_else(|| format!("recurring-{cluster}"));
+                let note = note.unwrap_or_else(|| plan.note.clone());
+                let total = plan.audio.len();
+                let mut added = 0usize;
+                for (complaint_id, audio) in plan.audio {
+                    let entry_id = format!("{prefix}-{complaint_id}");
+                    let r = c
+                        .client
+                        .add_to_watchlist(c.req(pb::AddToWatchlistRequest {
+                            watchlist_id: watchlist_id.clone(),
+                            entry_id: entry_id.clone(),
+                            source: Some(Source::Audio(audio)),
+                            note: note.clone(),
+                        }))
+                        .await;
+                    match r {
+                        Ok(_) => {
+                            added += 1;
+                            println!("added {entry_id} to {watchlist_id}");
+                        }
+                        // The voice is still represented by the cluster's other complaints.
+                        Err(e) => eprintln!("complaint {complaint_id}: not added: {}", status(e)),
+                    }
+                }
+                anyhow::ensure!(
+                    added > 0,
+                    "no complaint of cluster {cluster} could be added to {watchlist_id}"
+                );
+                println!(
+                    "{added} of {total} complaints of cluster {cluster} added to {watchlist_id}"
+                );
+            }
             WatchlistAction::Remove {
                 watchlist_id,
                 entry_id,
@@ -530,4 +625,68 @@ pub fn run_watchlist(args: WatchlistArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The evidence of one recurring-voice cluster, ready to send.
+struct ClusterPlan {
+    /// `(complaint_id, audio)` per complaint of the cluster, in the cluster's order.
+    audio: Vec<(String, pb::Audio)>,
+    /// Default note: the customers and the confidence.
+    note: String,
+}
+
+impl ClusterPlan {
+    fn load(
+        clusters: &Path,
+        index: usize,
+        manifest: &Path,
+        defaults: &AudioArgs,
+    ) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read(clusters).with_context(|| format!("reading {}", clusters.display()))?;
+        let all: Vec<voiceprint::recurring::SuspiciousCluster> = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a recurring clusters file", clusters.display()))?;
+        let Some(found) = all.get(index) else {
+            anyhow::bail!(
+                "{} holds {} clusters; --cluster {index} does not exist",
+                clusters.display(),
+                all.len()
+            );
+        };
+        let rows = super::manifest::read(manifest)?.rows;
+        let by_id: std::collections::HashMap<&str, &super::manifest::ComplaintRow> =
+            rows.iter().map(|r| (r.complaint_id.as_str(), r)).collect();
+        let mut audio = Vec::with_capacity(found.complaint_ids.len());
+        for id in &found.complaint_ids {
+            let row = by_id.get(id.as_str()).with_context(|| {
+                format!(
+                    "complaint {id} of the cluster is not in {}",
+                    manifest.display()
+                )
+            })?;
+            let mut a = defaults.load(&row.audio)?;
+            if row.channel != voiceprint::audio::ChannelSelect::Default {
+                let (channel, channel_index) = super::manifest::channel_pb(row.channel)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("complaint {id}"))?;
+                a.channel = channel as i32;
+                a.channel_index = channel_index;
+            }
+            audio.push((id.clone(), a));
+        }
+        let mut note = format!(
+            "recurring voice, confidence {:.2}, customers {}",
+            found.confidence,
+            found.customer_ids.join(",")
+        );
+        if note.len() > 1024 {
+            let mut end = 1000;
+            while !note.is_char_boundary(end) {
+                end -= 1;
+            }
+            note.truncate(end);
+            note.push('…');
+        }
+        Ok(Self { audio, note })
+    }
 }

@@ -41,7 +41,7 @@ enum Command {
     Identify(client::IdentifyArgs),
     /// Speaker lifecycle: get, opt-out, delete.
     Speaker(client::SpeakerArgs),
-    /// Watchlists: create, list, add, remove.
+    /// Watchlists: create, list, add, add-cluster (a recurring voice), remove.
     Watchlist(client::WatchlistArgs),
     /// Export the audit log of a store.
     Audit(audit::AuditArgs),

@@ -1,5 +1,6 @@
 //! `voiceprint recurring` on real voices: three Asterisk talents under four customer ids, one of
-//! them (Allison) complaining for two customers.
+//! them (Allison) complaining for two customers; and the flagged voice sent to a watchlist of a
+//! real server with `voiceprint watchlist add-cluster`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -89,4 +90,152 @@ fn bad_rows_are_skipped_and_a_strict_threshold_flags_nothing() {
     )
     .unwrap();
     assert!(!run(&manifest, &out, &[]).status.success());
+}
+
+/// `voiceprint watchlist --server URL --token T ARGS…`, run off the async runtime.
+async fn watchlist_cli(url: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_voiceprint"));
+    cmd.args(["watchlist", "--server", url, "--token", "bank-token"])
+        .args(args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("run voiceprint"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flagged_voice_goes_to_a_watchlist_in_one_command() {
+    use std::sync::Arc;
+    use voiceprint::config::{Config, TenantConfig};
+    use voiceprint::pipeline::{Engine, EngineConfig};
+    use voiceprint::proto::v1 as pb;
+    use voiceprint::proto::v1::voiceprint_client::VoiceprintClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = fixtures().join("complaints.csv");
+    let clusters = dir.path().join("clusters.json");
+    let (m, c) = (manifest.clone(), clusters.clone());
+    let result = tokio::task::spawn_blocking(move || run(&m, &c, &[]))
+        .await
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+
+    let model = voiceprint::model::ensure_model(&voiceprint::model::default_model_dir()).unwrap();
+    let engine = Arc::new(Engine::load(EngineConfig::new(model)).unwrap());
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        master_key_file: Some(dir.path().join("master.key")),
+        tenants: vec![TenantConfig {
+            name: "bank".into(),
+            tokens: vec!["bank-token".into()],
+        }],
+        ..Config::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = voiceprint::service::serve(config, engine, async {
+        let _ = stopped.await;
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let (clusters_arg, manifest_arg) = (
+        clusters.display().to_string(),
+        manifest.display().to_string(),
+    );
+    let add = |cluster: &'static str, create: bool| {
+        let mut a = vec![
+            "add-cluster",
+            "proxies",
+            "--clusters",
+            clusters_arg.as_str(),
+            "--cluster",
+            cluster,
+            "--manifest",
+            manifest_arg.as_str(),
+        ];
+        if create {
+            a.push("--create");
+        }
+        a
+    };
+
+    // The watchlist must exist unless --create is given; a cluster index past the end is refused.
+    let out = watchlist_cli(&url, &add("0", false)).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("proxies"), "{stderr}");
+    let out = watchlist_cli(&url, &add("1", true)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("holds 1 clusters"), "{stderr}");
+
+    let out = watchlist_cli(&url, &add("0", true)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("created proxies"), "{stdout}");
+    assert!(
+        stdout.contains("3 of 3 complaints of cluster 0 added to proxies"),
+        "{stdout}"
+    );
+    // Running it again replaces the same entries instead of duplicating them.
+    let out = watchlist_cli(&url, &add("0", true)).await;
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("created"));
+
+    let mut client = VoiceprintClient::connect(url.clone()).await.unwrap();
+    fn auth<T>(msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut()
+            .insert("authorization", "Bearer bank-token".parse().unwrap());
+        r
+    }
+    let lists = client
+        .list_watchlists(auth(pb::ListWatchlistsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lists.watchlists.len(), 1);
+    assert_eq!(lists.watchlists[0].watchlist_id, "proxies");
+    assert_eq!(lists.watchlists[0].size, 3);
+
+    // A new call of the proxy (another recording of Allison) is found on the watchlist; a
+    // different talent scores lower against it.
+    let speakers = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/speakers");
+    let mut best = Vec::new();
+    for name in ["allison-test.wav", "carlo-test.wav"] {
+        let r = client
+            .identify(auth(pb::IdentifyRequest {
+                audio: Some(pb::Audio {
+                    data: std::fs::read(speakers.join(name)).unwrap(),
+                    ..Default::default()
+                }),
+                top_k: 3,
+                watchlist_id: Some("proxies".into()),
+                target_far: Some(0.5),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        best.push(
+            r.candidates
+                .first()
+                .map(|c| (c.speaker_id.clone(), c.score)),
+        );
+    }
+    let (allison_hit, allison_score) = best[0].clone().expect("the proxy is found");
+    assert!(allison_hit.starts_with("recurring-0-c"), "{allison_hit}");
+    if let Some((_, carlo_score)) = &best[1] {
+        assert!(*carlo_score < allison_score, "{best:?}");
+    }
+    drop(client);
+    let _ = stop.send(());
+    server.wait().await.unwrap();
 }
