@@ -158,6 +158,20 @@ pub fn read(path: &Path) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
+/// The proto form of a row's channel selection (`Err` names an index too large for the proto).
+pub fn channel_pb(channel: ChannelSelect) -> Result<(pb::Channel, u32), String> {
+    Ok(match channel {
+        ChannelSelect::Default => (pb::Channel::Default, 0),
+        ChannelSelect::Mix => (pb::Channel::Mix, 0),
+        ChannelSelect::Left => (pb::Channel::Left, 0),
+        ChannelSelect::Right => (pb::Channel::Right, 0),
+        ChannelSelect::Index(i) => (
+            pb::Channel::Index,
+            u32::try_from(i).map_err(|_| format!("channel index {i} is too large"))?,
+        ),
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -201,18 +215,4 @@ mod tests {
         assert!(read(&path).is_err());
         assert!(read(&dir.path().join("missing.csv")).is_err());
     }
-}
-
-/// The proto form of a row's channel selection (`Err` names an index too large for the proto).
-pub fn channel_pb(channel: ChannelSelect) -> Result<(pb::Channel, u32), String> {
-    Ok(match channel {
-        ChannelSelect::Default => (pb::Channel::Default, 0),
-        ChannelSelect::Mix => (pb::Channel::Mix, 0),
-        ChannelSelect::Left => (pb::Channel::Left, 0),
-        ChannelSelect::Right => (pb::Channel::Right, 0),
-        ChannelSelect::Index(i) => (
-            pb::Channel::Index,
-            u32::try_from(i).map_err(|_| format!("channel index {i} is too large"))?,
-        ),
-    })
 }
