@@ -9,8 +9,7 @@
 //!   Call recorders (Amazon Connect, many SIP recorders) put the customer on one leg and the agent
 //!   on the other; mixing would blend two speakers into one voiceprint, so the default keeps the
 //!   first (left) leg and [`ChannelSelect::Mix`] must be asked for explicitly.
-//! * Resampling ([`resample`], [`StreamResampler`]): exact 2× upsampling (8 → 16 kHz) with a
-//!   polyphase half-band FIR, every other ratio with rubato's FFT resampler.
+//! * Resampling ([`resample`], [`StreamResampler`]) with rubato's FFT resampler.
 //!
 //! Samples are `f32` in **16-bit integer scale** (±32768), the Kaldi convention: an int16 PCM
 //! sample `s` becomes `s as f32`, a float sample `x` in [-1, 1] becomes `x * 32768`.
@@ -21,7 +20,6 @@
 
 mod container;
 pub mod g711;
-mod halfband;
 mod raw;
 mod resample;
 
