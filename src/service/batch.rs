@@ -21,8 +21,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status};
 
 use super::{
-    DEFAULT_TOP_K, ResponseStream, Shared, VoiceprintService, blocking, count_decision, deadline,
-    decision_name, lock_err, now_unix, quality_pb, request_id,
+    ResponseStream, Shared, VoiceprintService, blocking, count_decision, deadline, decision_name,
+    lock_err, now_unix, quality_pb, request_id,
 };
 use crate::pipeline::Analysis;
 use crate::proto::v1 as pb;
@@ -78,16 +78,7 @@ impl VoiceprintService {
             )));
         }
         let (_, threshold) = s.threshold(r.target_far)?;
-        let top_k = match r.top_k {
-            0 => DEFAULT_TOP_K,
-            k if k > s.config.max_top_k => {
-                return Err(ServiceError::InvalidArgument(format!(
-                    "top_k must be at most {}",
-                    s.config.max_top_k
-                )));
-            }
-            k => k as usize,
-        };
+        let top_k = s.top_k(r.top_k)?;
         let in_flight = s.config.effective_workers().max(1);
         let job = Arc::new(Job {
             shared: Arc::clone(&self.shared),

@@ -54,7 +54,7 @@ pub(crate) struct Shared {
     pub(crate) complaints: Mutex<HashMap<String, crate::recurring::IncrementalClusterer>>,
 }
 
-fn lock_err<T>(_: T) -> ServiceError {
+pub(super) fn lock_err<T>(_: T) -> ServiceError {
     ServiceError::Internal("lock poisoned".into())
 }
 
@@ -236,24 +236,11 @@ impl Shared {
                 self.config.max_message_bytes
             )));
         }
-        let encoding = match pb::Encoding::try_from(audio.encoding) {
-            Ok(pb::Encoding::Auto) => Encoding::Auto,
-            Ok(pb::Encoding::Pcm16le) => Encoding::Pcm16Le,
-            Ok(pb::Encoding::Mulaw) => Encoding::Mulaw,
-            Ok(pb::Encoding::Alaw) => Encoding::Alaw,
-            Err(_) => return Err(bad(format!("unknown encoding {}", audio.encoding))),
-        };
+        let encoding = encoding_from_pb(audio.encoding).map_err(bad)?;
         if encoding != Encoding::Auto && audio.sample_rate == 0 {
             return Err(bad("sample_rate is required for headerless audio".into()));
         }
-        let channel = match pb::Channel::try_from(audio.channel) {
-            Ok(pb::Channel::Default) => ChannelSelect::Default,
-            Ok(pb::Channel::Mix) => ChannelSelect::Mix,
-            Ok(pb::Channel::Left) => ChannelSelect::Left,
-            Ok(pb::Channel::Right) => ChannelSelect::Right,
-            Ok(pb::Channel::Index) => ChannelSelect::Index(audio.channel_index as usize),
-            Err(_) => return Err(bad(format!("unknown channel {}", audio.channel))),
-        };
+        let channel = channel_from_pb(audio.channel, audio.channel_index).map_err(bad)?;
         Ok(DecodeOptions {
             encoding,
             sample_rate: (audio.sample_rate > 0).then_some(audio.sample_rate),
@@ -448,6 +435,18 @@ impl Shared {
         Ok(true)
     }
 
+    /// The number of candidates a search returns: the default for 0, at most `max_top_k`.
+    pub(super) fn top_k(&self, requested: u32) -> Result<usize, ServiceError> {
+        match requested {
+            0 => Ok(DEFAULT_TOP_K),
+            k if k > self.config.max_top_k => Err(ServiceError::InvalidArgument(format!(
+                "top_k must be at most {}",
+                self.config.max_top_k
+            ))),
+            k => Ok(k as usize),
+        }
+    }
+
     pub(super) fn threshold(&self, target_far: Option<f64>) -> Result<(f64, f64), ServiceError> {
         let far = target_far.unwrap_or(self.config.default_target_far);
         let threshold = self
@@ -456,6 +455,29 @@ impl Shared {
             .llr_threshold(far)
             .map_err(|e| ServiceError::InvalidArgument(format!("target_far: {e}")))?;
         Ok((far, threshold))
+    }
+}
+
+/// The audio encoding a proto `Encoding` value names.
+pub(super) fn encoding_from_pb(value: i32) -> Result<Encoding, String> {
+    match pb::Encoding::try_from(value) {
+        Ok(pb::Encoding::Auto) => Ok(Encoding::Auto),
+        Ok(pb::Encoding::Pcm16le) => Ok(Encoding::Pcm16Le),
+        Ok(pb::Encoding::Mulaw) => Ok(Encoding::Mulaw),
+        Ok(pb::Encoding::Alaw) => Ok(Encoding::Alaw),
+        Err(_) => Err(format!("unknown encoding {value}")),
+    }
+}
+
+/// The channel selection a proto `Channel` value (and its index) names.
+pub(super) fn channel_from_pb(value: i32, index: u32) -> Result<ChannelSelect, String> {
+    match pb::Channel::try_from(value) {
+        Ok(pb::Channel::Default) => Ok(ChannelSelect::Default),
+        Ok(pb::Channel::Mix) => Ok(ChannelSelect::Mix),
+        Ok(pb::Channel::Left) => Ok(ChannelSelect::Left),
+        Ok(pb::Channel::Right) => Ok(ChannelSelect::Right),
+        Ok(pb::Channel::Index) => Ok(ChannelSelect::Index(index as usize)),
+        Err(_) => Err(format!("unknown channel {value}")),
     }
 }
 
@@ -782,16 +804,7 @@ impl VoiceprintService {
             .audio
             .ok_or_else(|| ServiceError::InvalidArgument("audio is required".into()))?;
         let (_, threshold) = s.threshold(r.target_far)?;
-        let top_k = match r.top_k {
-            0 => DEFAULT_TOP_K,
-            k if k > s.config.max_top_k => {
-                return Err(ServiceError::InvalidArgument(format!(
-                    "top_k must be at most {}",
-                    s.config.max_top_k
-                )));
-            }
-            k => k as usize,
-        };
+        let top_k = s.top_k(r.top_k)?;
         if let Some(wl) = &r.watchlist_id {
             validate_id("watchlist_id", wl)?;
             let (store, t2) = (Arc::clone(&s.store), tenant.clone());

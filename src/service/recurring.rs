@@ -11,10 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::ServiceError;
-use super::handlers::{Shared, now_ms, quality_pb};
+use super::handlers::{Shared, lock_err, now_ms, quality_pb};
 use super::work::blocking;
 use crate::proto::v1 as pb;
-use crate::recurring::{ClusterOptions, Complaint, IncrementalClusterer, RecurringError};
+use crate::recurring::{
+    ClusterOptions, Complaint, IncrementalClusterer, RecurringError, SuspiciousCluster,
+};
 use crate::store::{ComplaintRecord, validate_id};
 
 impl Shared {
@@ -80,20 +82,20 @@ impl Shared {
     }
 }
 
-fn lock_err<T>(_: T) -> ServiceError {
-    ServiceError::Internal("lock poisoned".into())
+fn voice_from(cluster_id: usize, s: SuspiciousCluster) -> pb::RecurringVoice {
+    pb::RecurringVoice {
+        cluster_id: format!("v{cluster_id}"),
+        complaint_ids: s.complaint_ids,
+        customer_ids: s.customer_ids,
+        confidence: s.confidence,
+        mean_score: s.mean_score,
+        min_score: s.min_score,
+    }
 }
 
 fn voice_pb(c: &IncrementalClusterer, cluster_id: usize) -> pb::RecurringVoice {
     if let Some(s) = c.cluster(cluster_id) {
-        return pb::RecurringVoice {
-            cluster_id: format!("v{cluster_id}"),
-            complaint_ids: s.complaint_ids,
-            customer_ids: s.customer_ids,
-            confidence: s.confidence,
-            mean_score: s.mean_score,
-            min_score: s.min_score,
-        };
+        return voice_from(cluster_id, s);
     }
     let (complaints, customers) = c.members(cluster_id).unwrap_or_default();
     pb::RecurringVoice {
@@ -206,14 +208,7 @@ pub(super) async fn list(
             .suspicious_clusters_by_id()
             .into_iter()
             .filter(|(_, s)| s.customer_ids.len() >= min)
-            .map(|(id, s)| pb::RecurringVoice {
-                cluster_id: format!("v{id}"),
-                complaint_ids: s.complaint_ids,
-                customer_ids: s.customer_ids,
-                confidence: s.confidence,
-                mean_score: s.mean_score,
-                min_score: s.min_score,
-            })
+            .map(|(id, s)| voice_from(id, s))
             .collect();
         Ok(pb::ListRecurringVoicesResponse { voices })
     })

@@ -20,10 +20,10 @@ use tonic::{Status, Streaming};
 
 use super::error::ServiceError;
 use super::handlers::{
-    ResponseStream, Shared, count_decision, decision_name, now_unix, quality_pb,
+    ResponseStream, Shared, channel_from_pb, count_decision, decision_name, encoding_from_pb,
+    lock_err, now_unix, quality_pb,
 };
 use super::work::blocking;
-use crate::audio::{ChannelSelect, Encoding};
 use crate::live::{LiveError, LiveOptions, LiveSession};
 use crate::proto::v1 as pb;
 use crate::replay::Fingerprint;
@@ -60,6 +60,8 @@ pub(super) async fn start(
     };
     validate_id("speaker_id", &cfg.speaker_id)?;
     let opts = live_options(&shared, &cfg)?;
+    // Built before the speaker lookup so that a bad stream layout is refused in any case.
+    let session = LiveSession::new(Arc::clone(&shared.engine), opts).map_err(live_error)?;
     let (far, threshold) = shared.threshold(cfg.target_far)?;
 
     let mut ev = shared.audit(&tenant, "stream_verify", "", rid);
@@ -87,7 +89,6 @@ pub(super) async fn start(
             return Ok(Box::pin(ReceiverStream::new(rx)));
         }
     };
-    let session = LiveSession::new(Arc::clone(&shared.engine), opts).map_err(live_error)?;
     let every = shared.config.stream.decision_every_seconds;
     let call = Call {
         shared,
@@ -114,29 +115,10 @@ fn live_options(
     shared: &Shared,
     cfg: &pb::StreamVerifyConfig,
 ) -> Result<LiveOptions, ServiceError> {
-    let bad = |m: String| ServiceError::InvalidArgument(m);
-    let encoding = match pb::Encoding::try_from(cfg.encoding) {
-        Ok(pb::Encoding::Pcm16le) => Encoding::Pcm16Le,
-        Ok(pb::Encoding::Mulaw) => Encoding::Mulaw,
-        Ok(pb::Encoding::Alaw) => Encoding::Alaw,
-        Ok(pb::Encoding::Auto) => {
-            return Err(bad(
-                "a stream needs a headerless encoding (PCM16LE, MULAW or ALAW), not AUTO".into(),
-            ));
-        }
-        Err(_) => return Err(bad(format!("unknown encoding {}", cfg.encoding))),
-    };
-    if cfg.sample_rate == 0 {
-        return Err(bad("sample_rate is required".into()));
-    }
-    let channel = match pb::Channel::try_from(cfg.channel) {
-        Ok(pb::Channel::Default) => ChannelSelect::Default,
-        Ok(pb::Channel::Mix) => ChannelSelect::Mix,
-        Ok(pb::Channel::Left) => ChannelSelect::Left,
-        Ok(pb::Channel::Right) => ChannelSelect::Right,
-        Ok(pb::Channel::Index) => ChannelSelect::Index(cfg.channel_index as usize),
-        Err(_) => return Err(bad(format!("unknown channel {}", cfg.channel))),
-    };
+    let bad = ServiceError::InvalidArgument;
+    // AUTO, the rate range and the channel layout are checked by `LiveSession::new`.
+    let encoding = encoding_from_pb(cfg.encoding).map_err(bad)?;
+    let channel = channel_from_pb(cfg.channel, cfg.channel_index).map_err(bad)?;
     let st = &shared.config.stream;
     let mut opts = LiveOptions::new(
         encoding,
@@ -252,8 +234,9 @@ impl Call {
             }
             self.last_chunk = Instant::now();
             let (due, audio_seconds, quality) = {
-                let Ok(mut s) = self.session.lock() else {
-                    break End::Error(ServiceError::Internal("lock poisoned".into()));
+                let mut s = match self.session.lock() {
+                    Ok(s) => s,
+                    Err(e) => break End::Error(lock_err(e)),
                 };
                 match s.push(&chunk) {
                     Ok(()) => (s.decision_due(), s.audio_seconds(), s.quality()),
@@ -305,9 +288,7 @@ impl Call {
             .shared
             .pool
             .run(move || {
-                let mut s = session
-                    .lock()
-                    .map_err(|_| ServiceError::Internal("lock poisoned".into()))?;
+                let mut s = session.lock().map_err(lock_err)?;
                 let embedding = s.update().map_err(live_error)?;
                 Ok::<_, ServiceError>((embedding, s.quality()))
             })
@@ -338,9 +319,7 @@ impl Call {
             .shared
             .pool
             .run(move || {
-                let mut s = session
-                    .lock()
-                    .map_err(|_| ServiceError::Internal("lock poisoned".into()))?;
+                let mut s = session.lock().map_err(lock_err)?;
                 let embedding = s.finish().map_err(live_error)?;
                 let (head, rate) = s.head_audio();
                 let fp = (!head.is_empty())
