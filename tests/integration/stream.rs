@@ -280,6 +280,35 @@ async fn stream_verify_errors_and_timeouts() {
     let (_, status, _) = run_stream(c, bad, call.clone(), 320, Duration::ZERO, true).await;
     assert_eq!(status.expect_err("auto").code(), Code::InvalidArgument);
 
+    // A rate the stream cannot take, and a message with neither config nor audio.
+    let mut bad = stream_config("allison", pb::Channel::Right);
+    if let Some(pb::stream_verify_request::Message::Config(cfg)) = &mut bad.message {
+        cfg.sample_rate = 0;
+    }
+    let (_, status, _) = run_stream(c, bad, call.clone(), 320, Duration::ZERO, true).await;
+    assert_eq!(status.expect_err("rate 0").code(), Code::InvalidArgument);
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(stream_config("allison", pb::Channel::Right))
+        .await
+        .unwrap();
+    tx.send(pb::StreamVerifyRequest { message: None })
+        .await
+        .unwrap();
+    let mut inbound = c
+        .stream_verify(req(ReceiverStream::new(rx), Some(BANK)))
+        .await
+        .expect("stream starts")
+        .into_inner();
+    let err = loop {
+        match inbound.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("expected an error"),
+            Err(e) => break e,
+        }
+    };
+    drop(tx);
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
     // A second config mid-stream: the final decision on what was heard, then the error.
     let (tx, rx) = mpsc::channel(4);
     tx.send(stream_config("allison", pb::Channel::Right))

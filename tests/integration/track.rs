@@ -98,6 +98,35 @@ async fn complaints_cluster_incrementally_and_survive_restart() {
     .expect("non-answer");
     assert_eq!(silent.decision, pb::Decision::NotEnoughSpeech as i32);
 
+    // Bad requests are typed errors.
+    let no_audio = c
+        .track_complaint(req(
+            pb::TrackComplaintRequest {
+                complaint_id: "c5".into(),
+                customer_id: "cust-E".into(),
+                audio: None,
+            },
+            Some(BANK),
+        ))
+        .await;
+    assert_eq!(
+        no_audio.expect_err("no audio").code(),
+        Code::InvalidArgument
+    );
+    let no_id = track(c, "", "cust-E", audio("carlo-test")).await;
+    assert_eq!(no_id.expect_err("empty id").code(), Code::InvalidArgument);
+    let unknown = c
+        .forget_complaint(req(
+            pb::ForgetComplaintRequest {
+                complaint_id: "never-tracked".into(),
+            },
+            Some(BANK),
+        ))
+        .await
+        .expect("forget")
+        .into_inner();
+    assert!(!unknown.forgotten);
+
     let listed = voices(c).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].customer_ids, vec!["cust-A", "cust-B"]);
