@@ -154,8 +154,14 @@ enum SpeakerAction {
     Get { speaker_id: String },
     /// Opt a speaker out (erases the voiceprint, blocks re-enrolment).
     OptOut { speaker_id: String },
-    /// Delete a speaker for good.
-    Delete { speaker_id: String },
+    /// Delete a speaker for good, with its copies in watchlists unless told otherwise.
+    Delete {
+        /// The speaker to erase.
+        speaker_id: String,
+        /// Keep the copies of this voiceprint that were added to watchlists.
+        #[arg(long)]
+        keep_watchlist_copies: bool,
+    },
 }
 
 /// Watchlists.
@@ -458,20 +464,26 @@ pub fn run_speaker(args: SpeakerArgs) -> anyhow::Result<()> {
                     print_speaker(s);
                 }
             }
-            SpeakerAction::Delete { speaker_id } => {
+            SpeakerAction::Delete {
+                speaker_id,
+                keep_watchlist_copies,
+            } => {
                 let r = c
                     .client
-                    .delete_speaker(c.req(pb::DeleteSpeakerRequest { speaker_id }))
+                    .delete_speaker(c.req(pb::DeleteSpeakerRequest {
+                        speaker_id,
+                        keep_watchlist_copies,
+                    }))
                     .await
-                    .map_err(status)?;
-                println!(
-                    "{}",
-                    if r.get_ref().deleted {
-                        "deleted"
-                    } else {
-                        "not found"
-                    }
-                );
+                    .map_err(status)?
+                    .into_inner();
+                println!("{}", if r.deleted { "deleted" } else { "not found" });
+                for copy in &r.watchlist_copies_removed {
+                    println!(
+                        "erased watchlist copy {}/{}",
+                        copy.watchlist_id, copy.entry_id
+                    );
+                }
             }
         }
         Ok(())

@@ -192,6 +192,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                 &token,
                 pb::DeleteSpeakerRequest {
                     speaker_id: speaker,
+                    ..Default::default()
                 },
             ))
             .await;

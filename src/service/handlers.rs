@@ -1157,6 +1157,7 @@ impl VoiceprintService {
     ) -> Result<pb::DeleteSpeakerResponse, ServiceError> {
         let tenant = self.shared.auth.tenant(req.metadata())?;
         let rid = request_id(&req);
+        let rid_copy = rid.clone();
         let r = req.into_inner();
         validate_id("speaker_id", &r.speaker_id)?;
         let shared = Arc::clone(&self.shared);
@@ -1183,13 +1184,46 @@ impl VoiceprintService {
                 ))
             })?;
             s.set_speaker_index(&tenant, &r.speaker_id, None)?;
-            if existed {
+            // Runs even when the speaker is already gone, so a retried delete that was interrupted
+            // between the two transactions still erases the copies.
+            let copies = if r.keep_watchlist_copies {
+                Vec::new()
+            } else {
+                let mut ev = s.audit(
+                    &tenant,
+                    "watchlist_remove",
+                    "deleted_with_speaker",
+                    rid_copy,
+                );
+                ev.speaker_id = Some(r.speaker_id.clone());
+                let copies = s
+                    .store
+                    .remove_watchlist_copies(&tenant, &r.speaker_id, ev)?;
+                let mut lists = s.watchlists.write().map_err(lock_err)?;
+                for (w, e) in &copies {
+                    if let Some(i) = lists.get_mut(&(tenant.clone(), w.clone())) {
+                        i.remove(e);
+                    }
+                }
+                copies
+            };
+            if existed || !copies.is_empty() {
                 s.store.compact()?;
             }
-            Ok(existed)
+            Ok((existed, copies))
         })
         .await?;
-        Ok(pb::DeleteSpeakerResponse { deleted })
+        Ok(pb::DeleteSpeakerResponse {
+            deleted: deleted.0,
+            watchlist_copies_removed: deleted
+                .1
+                .into_iter()
+                .map(|(watchlist_id, entry_id)| pb::WatchlistEntryRef {
+                    watchlist_id,
+                    entry_id,
+                })
+                .collect(),
+        })
     }
 }
 

@@ -19,6 +19,7 @@ mod auth;
 mod error;
 mod handlers;
 mod index;
+mod limits;
 mod recurring;
 mod stream;
 mod work;
@@ -209,6 +210,7 @@ pub async fn serve(
         builder = builder.tls_config(tls_config)?;
     }
     let router = builder
+        .layer(limits::MessageLimitLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service);

@@ -45,7 +45,7 @@ pub(super) async fn start(
     let idle = Duration::from_secs_f64(shared.config.stream.idle_timeout_seconds);
     let first = match tokio::time::timeout(idle, inbound.message()).await {
         Err(_) => return Err(ServiceError::DeadlineExceeded),
-        Ok(Err(status)) => return Err(ServiceError::InvalidArgument(status.message().into())),
+        Ok(Err(status)) => return Err(inbound_error(status)),
         Ok(Ok(None)) => {
             return Err(ServiceError::InvalidArgument(
                 "the stream ended before its config message".into(),
@@ -205,6 +205,9 @@ impl Call {
             let msg = match tokio::time::timeout(idle, inbound.message()).await {
                 Err(_) => {
                     break End::Error(ServiceError::IdleStream(idle.as_secs_f64()));
+                }
+                Ok(Err(status)) if status.code() == tonic::Code::OutOfRange => {
+                    break End::Error(inbound_error(status));
                 }
                 Ok(Err(status)) => {
                     tracing::debug!(message = status.message(), "stream_verify: client error");
@@ -381,5 +384,16 @@ impl Call {
             r#final: last,
             ..self.template.clone()
         }
+    }
+}
+
+/// What an unreadable inbound message becomes: a too-large one is over a limit, anything else is a
+/// malformed request.
+fn inbound_error(status: Status) -> ServiceError {
+    let status = super::limits::too_large_to_exhausted(status);
+    if status.code() == tonic::Code::ResourceExhausted {
+        ServiceError::Limit(status.message().to_string())
+    } else {
+        ServiceError::InvalidArgument(status.message().into())
     }
 }

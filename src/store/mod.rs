@@ -292,6 +292,16 @@ pub trait Store: Send + Sync {
         audit: AuditEvent,
     ) -> Result<bool, StoreError>;
 
+    /// Removes every watchlist entry of `tenant` that was copied from `speaker_id`, in one
+    /// transaction with `audit` (whose `detail` is set to the removed entries). Returns the removed
+    /// `(watchlist_id, entry_id)` pairs; writes nothing, not even the audit event, when there are none.
+    fn remove_watchlist_copies(
+        &self,
+        tenant: &str,
+        speaker_id: &str,
+        audit: AuditEvent,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
     /// Calls `visit(tenant, watchlist_id, entry_id, prepared)` for every watchlist entry.
     fn for_each_watchlist_entry(
         &self,

@@ -424,6 +424,48 @@ impl Store for RedbStore {
         Ok(removed)
     }
 
+    fn remove_watchlist_copies(
+        &self,
+        tenant: &str,
+        speaker_id: &str,
+        mut audit: AuditEvent,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let db = self.read_db();
+        let txn = db.begin_write().map_err(db_err)?;
+        let mut removed = Vec::new();
+        {
+            let mut entries = txn.open_table(WL_ENTRIES).map_err(db_err)?;
+            let mut prints = txn.open_table(WL_PRINTS).map_err(db_err)?;
+            let (lo, hi) = prefix_range(tenant);
+            let mut keys = Vec::new();
+            for row in entries.range(lo.as_str()..hi.as_str()).map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                let meta: EntryMeta = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("watchlist entry: {e}")))?;
+                if meta.source_speaker.as_deref() == Some(speaker_id) {
+                    keys.push(k.value().to_string());
+                }
+            }
+            for key in keys {
+                entries.remove(key.as_str()).map_err(db_err)?;
+                prints.remove(key.as_str()).map_err(db_err)?;
+                let mut parts = key.splitn(3, '\0').skip(1);
+                let (Some(w), Some(e)) = (parts.next(), parts.next()) else {
+                    return Err(StoreError::Corrupt(format!("watchlist entry key {key:?}")));
+                };
+                removed.push((w.to_string(), e.to_string()));
+            }
+        }
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        let listed: Vec<String> = removed.iter().map(|(w, e)| format!("{w}/{e}")).collect();
+        audit.detail = Some(format!("entries={}", listed.join(",")));
+        put_audit(&txn, audit)?;
+        txn.commit().map_err(db_err)?;
+        Ok(removed)
+    }
+
     fn for_each_watchlist_entry(
         &self,
         visit: &mut dyn FnMut(&str, &str, &str, Prepared),
@@ -971,6 +1013,78 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(s.watchlists("t").unwrap()[0].1.size, 1);
+    }
+
+    #[test]
+    fn watchlist_copies_of_a_speaker() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(dir.path(), MasterKey::from_bytes([1u8; 32])).unwrap();
+        let wl = WatchlistMeta {
+            description: String::new(),
+            created_unix: 5,
+            size: 0,
+        };
+        for (tenant, list) in [("t", "a"), ("t", "b"), ("u", "a")] {
+            s.create_watchlist(tenant, list, &wl, audit("watchlist_create"))
+                .unwrap();
+        }
+        let entry = |source: Option<&str>| WatchlistEntry {
+            note: String::new(),
+            source_speaker: source.map(str::to_string),
+            created_unix: 6,
+            prepared: print(1.0).prepared,
+        };
+        let puts = [
+            ("t", "a", "x1", Some("carlo")),
+            ("t", "b", "x2", Some("carlo")),
+            ("t", "a", "y", Some("carlos")),
+            ("t", "b", "z", None),
+            ("u", "a", "x3", Some("carlo")),
+        ];
+        for (tenant, list, id, source) in puts {
+            s.put_watchlist_entry(tenant, list, id, &entry(source), audit("watchlist_add"))
+                .unwrap();
+        }
+        let audits_before = {
+            let mut n = 0;
+            s.audit_since(0, &mut |_| {
+                n += 1;
+                true
+            })
+            .unwrap();
+            n
+        };
+        let removed = s
+            .remove_watchlist_copies("t", "carlo", audit("watchlist_remove"))
+            .unwrap();
+        assert_eq!(
+            removed,
+            [("a".into(), "x1".into()), ("b".into(), "x2".into())]
+        );
+        let mut left = Vec::new();
+        s.for_each_watchlist_entry(&mut |t, w, e, _| left.push(format!("{t}/{w}/{e}")))
+            .unwrap();
+        assert_eq!(left, ["t/a/y", "t/b/z", "u/a/x3"]);
+        assert!(
+            s.remove_watchlist_copies("t", "carlo", audit("watchlist_remove"))
+                .unwrap()
+                .is_empty()
+        );
+        let mut events = Vec::new();
+        s.audit_since(0, &mut |ev| {
+            events.push(ev);
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            events.len(),
+            audits_before + 1,
+            "one event, none when nothing went"
+        );
+        assert_eq!(
+            events.last().and_then(|e| e.detail.as_deref()),
+            Some("entries=a/x1,b/x2")
+        );
     }
 
     #[test]

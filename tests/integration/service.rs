@@ -496,11 +496,25 @@ async fn service_lifecycle() {
             .contains(&"allison".to_string())
     );
 
-    // Delete: gone from the service and from the file.
+    // Delete: gone from the service and from the file, with its copy in a watchlist.
+    c.add_to_watchlist(req(
+        pb::AddToWatchlistRequest {
+            watchlist_id: "fraud".into(),
+            entry_id: "e-carlo-2".into(),
+            source: Some(pb::add_to_watchlist_request::Source::SpeakerId(
+                "carlo".into(),
+            )),
+            note: "copied again".into(),
+        },
+        Some(BANK),
+    ))
+    .await
+    .expect("add from speaker");
     let d = c
         .delete_speaker(req(
             pb::DeleteSpeakerRequest {
                 speaker_id: "carlo".into(),
+                ..Default::default()
             },
             Some(BANK),
         ))
@@ -508,6 +522,23 @@ async fn service_lifecycle() {
         .expect("delete")
         .into_inner();
     assert!(d.deleted);
+    let copies: Vec<(String, String)> = d
+        .watchlist_copies_removed
+        .iter()
+        .map(|r| (r.watchlist_id.clone(), r.entry_id.clone()))
+        .collect();
+    assert_eq!(copies, [("fraud".to_string(), "e-carlo-2".to_string())]);
+    let lists = c
+        .list_watchlists(req(pb::ListWatchlistsRequest {}, Some(BANK)))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(lists.watchlists[0].size, 1, "only june's entry is left");
+    assert!(
+        !identify(c, BANK, "carlo-test", Some("fraud"))
+            .await
+            .contains(&"e-carlo-2".to_string())
+    );
     let r = verify(c, BANK, "carlo", audio("carlo-test")).await;
     assert_eq!(decision(&r), pb::Decision::NotEnrolled);
     assert!(
@@ -519,6 +550,7 @@ async fn service_lifecycle() {
         .delete_speaker(req(
             pb::DeleteSpeakerRequest {
                 speaker_id: "carlo".into(),
+                ..Default::default()
             },
             Some(BANK),
         ))
@@ -536,6 +568,10 @@ async fn service_lifecycle() {
     assert!(
         !contains(&file, b"bank\0carlo"),
         "carlo's record key is still in the store file"
+    );
+    assert!(
+        !contains(&file, b"bank\0fraud\0e-carlo-2"),
+        "carlo's watchlist copy is still in the store file"
     );
 
     // The audit log has every decision, and no biometric data.
@@ -729,7 +765,8 @@ async fn service_errors() {
             "{what}: the message names the problem"
         );
     }
-    // Over the message size limit (tonic refuses it before the handler: OUT_OF_RANGE).
+    // Over the message size limit (tonic refuses it before the handler; the server says
+    // RESOURCE_EXHAUSTED, not tonic's OUT_OF_RANGE).
     let big = c
         .enroll(enroll_err(
             pb::Audio {
@@ -741,7 +778,9 @@ async fn service_errors() {
             "s",
         ))
         .await;
-    assert_eq!(big.expect_err("too big").code(), Code::OutOfRange);
+    let big = big.expect_err("too big");
+    assert_eq!(big.code(), Code::ResourceExhausted, "{big:?}");
+    assert!(big.message().contains("too large"), "{big:?}");
 
     let bad_far = c
         .verify(req(

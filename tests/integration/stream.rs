@@ -335,6 +335,19 @@ async fn stream_verify_errors_and_timeouts() {
     assert!(got_final);
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
+    // A chunk over the server's message limit (4 MiB here) is refused as over a limit.
+    let (_, status, _) = run_stream(
+        c,
+        stream_config("allison", pb::Channel::Right),
+        vec![0xFF; 5 << 20],
+        5 << 20,
+        Duration::ZERO,
+        true,
+    )
+    .await;
+    let err = status.expect_err("oversized chunk");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+
     // Silence: never enough speech.
     let silence = vec![0xFFu8; 2 * 8000 * 4];
     let (rs, status, _) = run_stream(
