@@ -25,6 +25,8 @@ use crate::store::{
 };
 
 // BatchMatch lives in its own file; as a child module it shares the private helpers below.
+#[path = "audit_export.rs"]
+mod audit_export;
 #[path = "batch.rs"]
 mod batch;
 
@@ -1357,6 +1359,16 @@ impl pb::voiceprint_server::Voiceprint for VoiceprintService {
         }
         .await;
         finish("stream_verify", t, r)
+    }
+
+    type ExportAuditStream = ResponseStream<pb::AuditRecord>;
+
+    async fn export_audit(
+        &self,
+        req: Request<pb::ExportAuditRequest>,
+    ) -> Result<Response<Self::ExportAuditStream>, Status> {
+        let t = Instant::now();
+        finish("export_audit", t, self.export_audit_inner(req).await)
     }
 
     type BatchMatchStream = ResponseStream<pb::BatchMatchResult>;

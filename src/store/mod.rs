@@ -320,6 +320,17 @@ pub trait Store: Send + Sync {
         &self,
         since_unix_ms: i64,
         visit: &mut dyn FnMut(AuditEvent) -> bool,
+    ) -> Result<(), StoreError> {
+        self.audit_after(0, since_unix_ms, visit)
+    }
+
+    /// Like [`Store::audit_since`], starting after sequence number `after_seq` (sequence numbers
+    /// start at 1), for paging.
+    fn audit_after(
+        &self,
+        after_seq: u64,
+        since_unix_ms: i64,
+        visit: &mut dyn FnMut(AuditEvent) -> bool,
     ) -> Result<(), StoreError>;
 
     /// Stores a tracked complaint, replacing one with the same id.

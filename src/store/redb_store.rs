@@ -516,15 +516,16 @@ impl Store for RedbStore {
         txn.commit().map_err(db_err)
     }
 
-    fn audit_since(
+    fn audit_after(
         &self,
+        after_seq: u64,
         since_unix_ms: i64,
         visit: &mut dyn FnMut(AuditEvent) -> bool,
     ) -> Result<(), StoreError> {
         let db = self.read_db();
         let txn = db.begin_read().map_err(db_err)?;
         let t = txn.open_table(AUDIT).map_err(db_err)?;
-        for row in t.iter().map_err(db_err)? {
+        for row in t.range(after_seq.saturating_add(1)..).map_err(db_err)? {
             let (_, v) = row.map_err(db_err)?;
             let ev: AuditEvent = serde_json::from_slice(v.value())
                 .map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))?;
