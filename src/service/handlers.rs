@@ -20,8 +20,8 @@ use crate::quality::Quality;
 use crate::replay::{self, Fingerprint, ReplayConfig, ReplayIndex};
 use crate::score::{Prepared, Score, merge_embeddings};
 use crate::store::{
-    AuditEvent, EnrollmentPart, SpeakerChange, SpeakerMeta, SpeakerRecord, SpeakerState, Store,
-    StoreError, Voiceprint, WatchlistEntry, WatchlistMeta, validate_id,
+    AuditEvent, EnrollmentPart, ReplayRecord, SpeakerChange, SpeakerMeta, SpeakerRecord,
+    SpeakerState, Store, StoreError, Voiceprint, WatchlistEntry, WatchlistMeta, validate_id,
 };
 
 // BatchMatch lives in its own file; as a child module it shares the private helpers below.
@@ -325,24 +325,101 @@ impl Shared {
         &self,
         tenant: &str,
         id: &str,
+        speaker: &str,
         fingerprint: Fingerprint,
     ) -> Result<Option<(f64, String)>, ServiceError> {
-        let mut map = self.replay.lock().map_err(lock_err)?;
-        let index = map.entry(tenant.to_string()).or_insert_with(|| {
-            ReplayIndex::new(ReplayConfig {
-                capacity: self.config.replay.capacity,
-                retention_seconds: u64::from(self.config.replay.retention_days) * 86_400,
-            })
-        });
-        let hit = index
-            .query(&fingerprint)
-            .map(|(earlier, m)| (replay::spoof_risk(&m), earlier));
-        index.insert(
-            id.to_string(),
-            fingerprint,
-            u64::try_from(now_unix()).unwrap_or(0),
-        );
+        let now = now_unix();
+        let record = ReplayRecord {
+            decision_id: id.to_string(),
+            speaker_id: speaker.to_string(),
+            timestamp_unix: now,
+            fingerprint: serde_json::to_vec(&fingerprint)
+                .map_err(|e| ServiceError::Internal(format!("fingerprint: {e}")))?,
+        };
+        let hit = {
+            let mut map = self.replay.lock().map_err(lock_err)?;
+            let index = map
+                .entry(tenant.to_string())
+                .or_insert_with(|| self.replay_index());
+            let hit = index
+                .query(&fingerprint)
+                .map(|(earlier, m)| (replay::spoof_risk(&m), earlier));
+            index.insert(id.to_string(), fingerprint, u64::try_from(now).unwrap_or(0));
+            hit
+        };
+        self.store.put_replay(tenant, &record)?;
         Ok(hit)
+    }
+
+    fn replay_index(&self) -> ReplayIndex {
+        ReplayIndex::new(ReplayConfig {
+            capacity: self.config.replay.capacity,
+            retention_seconds: self.replay_retention_seconds(),
+        })
+    }
+
+    fn replay_retention_seconds(&self) -> u64 {
+        u64::from(self.config.replay.retention_days) * 86_400
+    }
+
+    /// Erases stored replay fingerprints past the retention period or beyond the capacity.
+    pub(crate) fn prune_replays(&self) -> Result<usize, ServiceError> {
+        let retention = i64::try_from(self.replay_retention_seconds()).unwrap_or(i64::MAX);
+        Ok(self.store.prune_replays(
+            now_unix().saturating_sub(retention),
+            self.config.replay.capacity,
+        )?)
+    }
+
+    /// Rebuilds the in-memory replay indexes from the store (all tenants, or one), so the replay
+    /// check survives a restart. Returns the number of fingerprints loaded.
+    pub(crate) fn load_replays(&self, only: Option<&str>) -> Result<usize, ServiceError> {
+        let mut fresh: HashMap<String, ReplayIndex> = HashMap::new();
+        let mut n = 0;
+        let mut unreadable = 0;
+        self.store.for_each_replay(&mut |tenant, rec| {
+            if only.is_some_and(|t| t != tenant) {
+                return;
+            }
+            let Ok(fp) = serde_json::from_slice::<Fingerprint>(&rec.fingerprint) else {
+                unreadable += 1;
+                return;
+            };
+            fresh
+                .entry(tenant.to_string())
+                .or_insert_with(|| self.replay_index())
+                .insert(
+                    rec.decision_id,
+                    fp,
+                    u64::try_from(rec.timestamp_unix).unwrap_or(0),
+                );
+            n += 1;
+        })?;
+        if unreadable > 0 {
+            tracing::warn!(
+                unreadable,
+                "stored replay fingerprints of another format were skipped"
+            );
+        }
+        let mut map = self.replay.lock().map_err(lock_err)?;
+        match only {
+            Some(t) => {
+                map.remove(t);
+                map.extend(fresh);
+            }
+            None => *map = fresh,
+        }
+        Ok(n)
+    }
+
+    /// Erases the replay fingerprints of calls that claimed `speaker` and rebuilds the tenant's
+    /// index without them.
+    fn forget_replays_of(&self, tenant: &str, speaker: &str) -> Result<usize, ServiceError> {
+        let n = self.store.remove_replays_of(tenant, speaker)?;
+        if n > 0 {
+            self.load_replays(Some(tenant))?;
+        }
+        Ok(n)
     }
 
     /// The voiceprint to verify `speaker` against, or the non-answer when there is none. A
@@ -413,12 +490,14 @@ impl Shared {
         resp: &mut pb::VerifyResponse,
         ev: &mut AuditEvent,
     ) -> Result<bool, ServiceError> {
-        let (sh, t, id) = (
+        let (sh, t, id, sp) = (
             Arc::clone(self),
             tenant.to_string(),
             resp.decision_id.clone(),
+            ev.speaker_id.clone().unwrap_or_default(),
         );
-        let Some((risk, earlier)) = blocking(move || sh.replay_check(&t, &id, fingerprint)).await?
+        let Some((risk, earlier)) =
+            blocking(move || sh.replay_check(&t, &id, &sp, fingerprint)).await?
         else {
             return Ok(false);
         };
@@ -1143,6 +1222,7 @@ impl VoiceprintService {
                 ))
             })?;
             s.set_speaker_index(&tenant, &sp, None)?;
+            s.forget_replays_of(&tenant, &sp)?;
             s.store.compact()?;
             result.ok_or_else(|| ServiceError::Internal("opt-out produced no record".into()))
         })
@@ -1186,6 +1266,7 @@ impl VoiceprintService {
                 ))
             })?;
             s.set_speaker_index(&tenant, &r.speaker_id, None)?;
+            let replays = s.forget_replays_of(&tenant, &r.speaker_id)?;
             // Runs even when the speaker is already gone, so a retried delete that was interrupted
             // between the two transactions still erases the copies.
             let copies = if r.keep_watchlist_copies {
@@ -1209,7 +1290,7 @@ impl VoiceprintService {
                 }
                 copies
             };
-            if existed || !copies.is_empty() {
+            if existed || !copies.is_empty() || replays > 0 {
                 s.store.compact()?;
             }
             Ok((existed, copies))

@@ -147,13 +147,15 @@ pub async fn serve(
     });
     {
         let sh = Arc::clone(&shared);
-        let ((n, m), k) = tokio::task::spawn_blocking(move || -> Result<_, ServiceError> {
+        let ((n, m), k, r) = tokio::task::spawn_blocking(move || -> Result<_, ServiceError> {
             let expired = sh.sweep_expired()?;
             if expired > 0 {
                 tracing::info!(expired, "expired voiceprints erased");
             }
             let loaded = sh.load_indexes()?;
-            Ok((loaded, sh.load_complaints()?))
+            sh.prune_replays()?;
+            let replays = sh.load_replays(None)?;
+            Ok((loaded, sh.load_complaints()?, replays))
         })
         .await
         .map_err(|e| ServeError::Join(e.to_string()))??;
@@ -161,6 +163,7 @@ pub async fn serve(
             speakers = n,
             watchlist_entries = m,
             complaints = k,
+            replay_fingerprints = r,
             "indexes loaded"
         );
     }
@@ -223,7 +226,12 @@ pub async fn serve(
             loop {
                 tick.tick().await;
                 let sh = Arc::clone(&sh);
-                match tokio::task::spawn_blocking(move || sh.sweep_expired()).await {
+                match tokio::task::spawn_blocking(move || {
+                    sh.prune_replays()?;
+                    sh.sweep_expired()
+                })
+                .await
+                {
                     Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "expired voiceprints erased"),
                     Ok(Err(e)) => tracing::error!(error = %e, "expiry sweep failed"),
                     _ => {}

@@ -185,6 +185,19 @@ pub struct ComplaintRecord {
     pub embedding: Vec<f32>,
 }
 
+/// A verified recording's acoustic fingerprint, kept for the replay check across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayRecord {
+    /// The decision it was taken for (what a later match names).
+    pub decision_id: String,
+    /// The speaker the caller claimed to be (its deletion erases the record).
+    pub speaker_id: String,
+    /// Unix seconds of the decision.
+    pub timestamp_unix: i64,
+    /// The serialised fingerprint (opaque here; sealed at rest with the tenant and decision id).
+    pub fingerprint: Vec<u8>,
+}
+
 /// One line of the audit log. Never holds audio or embeddings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -355,6 +368,20 @@ pub trait Store: Send + Sync {
         &self,
         visit: &mut dyn FnMut(&str, &str, ComplaintRecord),
     ) -> Result<(), StoreError>;
+
+    /// Keeps a replay fingerprint. The commit need not be durable by itself: the decision's audit
+    /// event, committed right after, makes it so (a crash in between loses only this record).
+    fn put_replay(&self, tenant: &str, record: &ReplayRecord) -> Result<(), StoreError>;
+
+    /// Calls `visit(tenant, record)` for every kept fingerprint, oldest first within a tenant.
+    fn for_each_replay(&self, visit: &mut dyn FnMut(&str, ReplayRecord)) -> Result<(), StoreError>;
+
+    /// Erases fingerprints older than `before_unix`, and per tenant all but the newest `keep`.
+    /// Returns how many went.
+    fn prune_replays(&self, before_unix: i64, keep: usize) -> Result<usize, StoreError>;
+
+    /// Erases the fingerprints of recordings that claimed `speaker_id`. Returns how many went.
+    fn remove_replays_of(&self, tenant: &str, speaker_id: &str) -> Result<usize, StoreError>;
 
     /// Rewrites the storage so that deleted data no longer exists on disk.
     fn compact(&self) -> Result<(), StoreError>;

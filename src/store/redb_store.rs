@@ -6,9 +6,9 @@ use std::sync::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    AuditEvent, ComplaintRecord, EnrollmentPart, MasterKey, PrintVisitor, SpeakerChange,
-    SpeakerMeta, SpeakerRecord, SpeakerState, SpeakerUpdate, Store, StoreError, Voiceprint,
-    WatchlistEntry, WatchlistMeta,
+    AuditEvent, ComplaintRecord, EnrollmentPart, MasterKey, PrintVisitor, ReplayRecord,
+    SpeakerChange, SpeakerMeta, SpeakerRecord, SpeakerState, SpeakerUpdate, Store, StoreError,
+    Voiceprint, WatchlistEntry, WatchlistMeta,
 };
 use crate::score::Prepared;
 
@@ -26,9 +26,11 @@ const WL_PRINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("watchlist_
 /// tenant\0complaint → sealed JSON [`ComplaintRecord`].
 const COMPLAINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("complaints");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// tenant\0unix seconds (20 digits)\0decision id → sealed JSON [`ReplayRecord`].
+const REPLAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("replays");
 
-const STR_TABLES: [TableDefinition<&str, &[u8]>; 6] = [
-    SPEAKERS, PRINTS, WATCHLISTS, WL_ENTRIES, WL_PRINTS, COMPLAINTS,
+const STR_TABLES: [TableDefinition<&str, &[u8]>; 7] = [
+    SPEAKERS, PRINTS, WATCHLISTS, WL_ENTRIES, WL_PRINTS, COMPLAINTS, REPLAYS,
 ];
 
 /// File name of the database inside the data directory.
@@ -57,6 +59,14 @@ fn speaker_binding(tenant: &str, speaker: &str) -> Vec<u8> {
 
 fn complaint_binding(tenant: &str, complaint: &str) -> Vec<u8> {
     format!("voiceprint/v1\0complaint\0{tenant}\0{complaint}").into_bytes()
+}
+
+fn replay_binding(tenant: &str, decision: &str) -> Vec<u8> {
+    format!("voiceprint/v1\0replay\0{tenant}\0{decision}").into_bytes()
+}
+
+fn replay_key(tenant: &str, timestamp_unix: i64, decision: &str) -> String {
+    format!("{tenant}\0{:020}\0{decision}", timestamp_unix.max(0))
 }
 
 fn entry_binding(tenant: &str, watchlist: &str, entry: &str) -> Vec<u8> {
@@ -597,6 +607,113 @@ impl Store for RedbStore {
         Ok(())
     }
 
+    fn put_replay(&self, tenant: &str, record: &ReplayRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed = self
+            .key
+            .seal(&replay_binding(tenant, &record.decision_id), &json)?;
+        let db = self.read_db();
+        let mut txn = db.begin_write().map_err(db_err)?;
+        txn.set_durability(redb::Durability::None).map_err(db_err)?;
+        txn.open_table(REPLAYS)
+            .map_err(db_err)?
+            .insert(
+                replay_key(tenant, record.timestamp_unix, &record.decision_id).as_str(),
+                sealed.as_slice(),
+            )
+            .map_err(db_err)?;
+        txn.commit().map_err(db_err)
+    }
+
+    fn for_each_replay(&self, visit: &mut dyn FnMut(&str, ReplayRecord)) -> Result<(), StoreError> {
+        let db = self.read_db();
+        let txn = db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(REPLAYS).map_err(db_err)?;
+        for row in table.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let key = k.value();
+            let mut parts = key.splitn(3, '\0');
+            let (Some(t), Some(_), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(StoreError::Corrupt(format!("replay key {key:?}")));
+            };
+            let json = self.key.open(&replay_binding(t, d), v.value())?;
+            let record: ReplayRecord =
+                serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            visit(t, record);
+        }
+        Ok(())
+    }
+
+    fn prune_replays(&self, before_unix: i64, keep: usize) -> Result<usize, StoreError> {
+        let db = self.read_db();
+        let txn = db.begin_write().map_err(db_err)?;
+        let mut doomed = Vec::new();
+        {
+            let mut table = txn.open_table(REPLAYS).map_err(db_err)?;
+            // Keys sort by tenant, then time: walk each tenant's run newest first.
+            let mut tenant_rows: Vec<(String, i64)> = Vec::new();
+            let flush = |rows: &mut Vec<(String, i64)>, doomed: &mut Vec<String>| {
+                let n = rows.len();
+                for (i, (key, ts)) in rows.drain(..).enumerate() {
+                    if ts < before_unix || n - i > keep {
+                        doomed.push(key);
+                    }
+                }
+            };
+            let mut current = String::new();
+            for row in table.iter().map_err(db_err)? {
+                let (k, _) = row.map_err(db_err)?;
+                let key = k.value();
+                let mut parts = key.splitn(3, '\0');
+                let (Some(t), Some(ts)) = (parts.next(), parts.next()) else {
+                    return Err(StoreError::Corrupt(format!("replay key {key:?}")));
+                };
+                if t != current {
+                    flush(&mut tenant_rows, &mut doomed);
+                    current = t.to_string();
+                }
+                let ts = ts
+                    .parse::<i64>()
+                    .map_err(|_| StoreError::Corrupt(format!("replay key {key:?}")))?;
+                tenant_rows.push((key.to_string(), ts));
+            }
+            flush(&mut tenant_rows, &mut doomed);
+            for key in &doomed {
+                table.remove(key.as_str()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(doomed.len())
+    }
+
+    fn remove_replays_of(&self, tenant: &str, speaker_id: &str) -> Result<usize, StoreError> {
+        let db = self.read_db();
+        let txn = db.begin_write().map_err(db_err)?;
+        let mut doomed = Vec::new();
+        {
+            let mut table = txn.open_table(REPLAYS).map_err(db_err)?;
+            let (lo, hi) = prefix_range(tenant);
+            for row in table.range(lo.as_str()..hi.as_str()).map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                let key = k.value();
+                let Some(d) = key.splitn(3, '\0').nth(2) else {
+                    return Err(StoreError::Corrupt(format!("replay key {key:?}")));
+                };
+                let json = self.key.open(&replay_binding(tenant, d), v.value())?;
+                let record: ReplayRecord = serde_json::from_slice(&json)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if record.speaker_id == speaker_id {
+                    doomed.push(key.to_string());
+                }
+            }
+            for key in &doomed {
+                table.remove(key.as_str()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(doomed.len())
+    }
+
     fn compact(&self) -> Result<(), StoreError> {
         let mut guard = self
             .db
@@ -1086,6 +1203,52 @@ mod tests {
             events.last().and_then(|e| e.detail.as_deref()),
             Some("entries=a/x1,b/x2")
         );
+    }
+
+    #[test]
+    fn replay_fingerprints_persist_prune_and_erase() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = |d: &str, sp: &str, ts: i64| ReplayRecord {
+            decision_id: d.into(),
+            speaker_id: sp.into(),
+            timestamp_unix: ts,
+            fingerprint: format!("fp-{d}").into_bytes(),
+        };
+        {
+            let s = RedbStore::open(dir.path(), MasterKey::from_bytes([1u8; 32])).unwrap();
+            for (t, d, sp, ts) in [
+                ("t", "d1", "ann", 100),
+                ("t", "d2", "bob", 200),
+                ("t", "d3", "ann", 300),
+                ("t", "d4", "bob", 400),
+                ("u", "d5", "ann", 50),
+            ] {
+                s.put_replay(t, &rec(d, sp, ts)).unwrap();
+            }
+            // A durable commit after the non-durable ones, as the audit event of a decision.
+            s.append_audit(audit("verify"), None).unwrap();
+        }
+        let s = RedbStore::open(dir.path(), MasterKey::from_bytes([1u8; 32])).unwrap();
+        let list = |s: &RedbStore| {
+            let mut out = Vec::new();
+            s.for_each_replay(&mut |t, r| {
+                assert_eq!(r.fingerprint, format!("fp-{}", r.decision_id).into_bytes());
+                out.push(format!("{t}/{}", r.decision_id));
+            })
+            .unwrap();
+            out
+        };
+        assert_eq!(list(&s), ["t/d1", "t/d2", "t/d3", "t/d4", "u/d5"]);
+        assert!(!contains(
+            &std::fs::read(dir.path().join(DB_FILE)).unwrap(),
+            b"fp-d1"
+        ));
+        // Older than 150 s, and beyond the newest 2 per tenant.
+        assert_eq!(s.prune_replays(150, 2).unwrap(), 3);
+        assert_eq!(list(&s), ["t/d3", "t/d4"]);
+        assert_eq!(s.remove_replays_of("t", "ann").unwrap(), 1);
+        assert_eq!(s.remove_replays_of("u", "bob").unwrap(), 0);
+        assert_eq!(list(&s), ["t/d4"]);
     }
 
     #[test]

@@ -392,7 +392,7 @@ async fn verify_flags_replayed_audio() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path(), true);
     cfg.replay = ReplaySettings::default();
-    let mut s = Server::start(cfg).await;
+    let mut s = Server::start(cfg.clone()).await;
     let c = &mut s.client;
     enroll(c, BANK, "allison", "allison-enroll").await;
     let verify = |c: &mut VoiceprintClient<Channel>, a: pb::Audio| {
@@ -456,5 +456,33 @@ async fn verify_flags_replayed_audio() {
         other.reason,
         pb::DecisionReason::ReasonReplaySuspected as i32
     );
+    s.stop().await;
+
+    // The history survives a restart: the first clip played again is still caught.
+    let mut s = Server::start(cfg.clone()).await;
+    let c = &mut s.client;
+    let again = verify(c, clip_audio("allison-test")).await;
+    assert_eq!(
+        again.reason,
+        pb::DecisionReason::ReasonReplaySuspected as i32,
+        "{again:?}"
+    );
+
+    // Deleting the speaker erases the fingerprints of the calls that claimed it.
+    let d = c
+        .delete_speaker(req(
+            pb::DeleteSpeakerRequest {
+                speaker_id: "allison".into(),
+                ..Default::default()
+            },
+            Some(BANK),
+        ))
+        .await
+        .expect("delete")
+        .into_inner();
+    assert!(d.deleted);
+    enroll(c, BANK, "allison", "allison-enroll").await;
+    let fresh = verify(c, clip_audio("allison-test")).await;
+    assert!(fresh.spoof_risk < 0.5, "{fresh:?}");
     s.stop().await;
 }
