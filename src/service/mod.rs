@@ -240,14 +240,16 @@ pub async fn serve(
         })
     };
     tracing::info!(%addr, tls = config.tls.is_some(), tenants = config.tenants.len(), "voiceprint serving");
+    let drain = Arc::clone(&shared);
     let task = tokio::spawn(async move {
         let result = router
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
         sweeper.abort();
-        // Wait for the aborted sweeper to drop its handle on the store, so that the file lock is
-        // released when `wait` returns.
+        // Wait for the aborted sweeper, and for analyses whose clients went away, to drop their
+        // handles on the store, so that the file lock is released when `wait` returns.
         let _ = sweeper.await;
+        drain.pool.drain().await;
         health
             .set_not_serving::<VoiceprintServer<VoiceprintService>>()
             .await;

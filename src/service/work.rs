@@ -13,6 +13,7 @@ pub struct WorkPool {
     admitted: Arc<Semaphore>,
     running: Arc<Semaphore>,
     capacity: usize,
+    workers: usize,
 }
 
 impl WorkPool {
@@ -23,7 +24,17 @@ impl WorkPool {
             admitted: Arc::new(Semaphore::new(workers + queue)),
             running: Arc::new(Semaphore::new(workers)),
             capacity: workers + queue,
+            workers,
         }
+    }
+
+    /// Waits until no job is running. Jobs whose callers went away keep running to completion on
+    /// the blocking pool (they cannot be interrupted); shutdown waits for them so that nothing
+    /// still holds the store when the server reports it has stopped.
+    pub async fn drain(&self) {
+        let workers = u32::try_from(self.workers).unwrap_or(u32::MAX);
+        // Only fails if the semaphore is closed, which this type never does.
+        let _ = self.running.acquire_many(workers).await;
     }
 
     /// Jobs admitted (running or waiting).
@@ -92,5 +103,24 @@ mod tests {
         assert!(first.await.unwrap().unwrap());
         assert_eq!(second.await.unwrap().unwrap(), 2);
         assert_eq!(pool.depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_abandoned_jobs() {
+        let pool = WorkPool::new(2, 2);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = Arc::clone(&done);
+        let p = pool.clone();
+        let caller = tokio::spawn(async move {
+            p.run(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                d.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        caller.abort(); // the client went away; the job itself runs on
+        pool.drain().await;
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
