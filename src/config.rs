@@ -99,6 +99,9 @@ pub struct Config {
     pub workers: usize,
     /// Requests allowed to wait for a worker; beyond it requests are shed with UNAVAILABLE.
     pub queue_depth: usize,
+    /// Most threads one analysis's embedding uses; it takes the cores idle when it starts, up to
+    /// this (0 = number of CPUs: a lone request uses every core, each one under full load one).
+    pub embed_threads: usize,
     /// Most candidates an Identify returns.
     pub max_top_k: u32,
     /// Most complaints in one BatchMatch request (the request's total size is bounded by
@@ -212,6 +215,7 @@ impl Default for Config {
             max_audio_seconds: 600.0,
             workers: 0,
             queue_depth: 64,
+            embed_threads: 0,
             max_top_k: 100,
             stream: StreamSettings::default(),
             replay: ReplaySettings::default(),

@@ -5,14 +5,18 @@
 //! ```
 //!
 //! One [`Engine`] holds the model, the feature extractor and the scorer. It is `Send + Sync` and
-//! meant to be shared (`Arc<Engine>`) by every thread; each call allocates its own scratch.
-//! Every call is CPU-bound: async callers run it on a blocking pool.
+//! meant to be shared (`Arc<Engine>`) by every thread; the embedding's scratch memory comes from a
+//! small pool of reusable workspaces. Every call is CPU-bound: async callers run it on a blocking
+//! pool. One embedding may use several threads ([`EngineConfig::embed_threads`], or per call
+//! [`with_embed_threads`]).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::audio::{self, AudioError, DecodeOptions, Waveform};
-use crate::embed::{CamPlusPlus, EmbedError};
+use crate::embed::{CamPlusPlus, EmbedError, Workspace};
 use crate::features::{self, Fbank, FbankOptions, FeatureMatrix, StreamingFbank};
 use crate::quality::{self, Quality, VadOptions};
 use crate::score::{ScoreError, Scorer, l2_normalize};
@@ -69,6 +73,9 @@ pub struct EngineConfig {
     pub vad: VadOptions,
     /// Below this much net speech no embedding is computed.
     pub min_embed_speech_seconds: f64,
+    /// Threads one embedding uses: 1 runs it on the calling thread, more split its time axis over
+    /// the rayon pool (0 counts as 1). [`with_embed_threads`] overrides it per call.
+    pub embed_threads: usize,
 }
 
 impl EngineConfig {
@@ -80,6 +87,7 @@ impl EngineConfig {
             use_vad: true,
             vad: VadOptions::default(),
             min_embed_speech_seconds: 0.5,
+            embed_threads: 1,
         }
     }
 }
@@ -93,12 +101,42 @@ pub struct Analysis {
     pub quality: Quality,
 }
 
+thread_local! {
+    static EMBED_THREADS: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with every embedding that an [`Engine`] computes on this thread inside it using
+/// `threads` threads (0 counts as 1) instead of [`EngineConfig::embed_threads`]. Scopes nest; the
+/// previous setting is restored when `f` returns or unwinds. The service uses it to give a request
+/// the cores that are idle when it starts.
+pub fn with_embed_threads<T>(threads: usize, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            EMBED_THREADS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(EMBED_THREADS.with(|c| c.replace(Some(threads.max(1)))));
+    f()
+}
+
+/// The thread count set by the innermost [`with_embed_threads`] running on this thread, if any.
+pub fn scoped_embed_threads() -> Option<usize> {
+    EMBED_THREADS.with(Cell::get)
+}
+
+/// Workspaces kept for reuse: more than this many are dropped when returned.
+const MAX_POOLED_WORKSPACES: usize = 16;
+/// A workspace holding more scratch than this (an input over about two minutes) is not kept.
+const MAX_POOLED_WORKSPACE_BYTES: usize = 192 << 20;
+
 /// The loaded pipeline.
 pub struct Engine {
     model: CamPlusPlus,
     fbank: Fbank,
     scorer: Scorer,
     config: EngineConfig,
+    workspaces: Mutex<Vec<Workspace>>,
 }
 
 impl Engine {
@@ -116,6 +154,7 @@ impl Engine {
             fbank,
             scorer,
             config,
+            workspaces: Mutex::new(Vec::new()),
         })
     }
 
@@ -192,7 +231,7 @@ impl Engine {
         let samples = self.to_model_rate(waveform)?;
         let mut feats = self.fbank.compute(&samples);
         features::apply_cmn(&mut feats);
-        Ok(self.model.embed_frames(feats.as_slice(), feats.dim())?)
+        Ok(self.embed_cmn(&feats)?)
     }
 
     fn to_model_rate<'w>(&self, waveform: &'w Waveform) -> Result<Cow<'w, [f32]>, PipelineError> {
@@ -220,8 +259,69 @@ impl Engine {
 
     fn embed_features(&self, mut feats: FeatureMatrix) -> Result<Vec<f32>, PipelineError> {
         features::apply_cmn(&mut feats);
-        let mut embedding = self.model.embed_frames(feats.as_slice(), feats.dim())?;
+        let mut embedding = self.embed_cmn(&feats)?;
         l2_normalize(&mut embedding);
         Ok(embedding)
+    }
+
+    /// The thread count an embedding started now on this thread uses.
+    pub fn embed_threads(&self) -> usize {
+        scoped_embed_threads()
+            .unwrap_or(self.config.embed_threads)
+            .max(1)
+    }
+
+    /// CAM++ on mean-normalised frames, with a pooled workspace.
+    fn embed_cmn(&self, feats: &FeatureMatrix) -> Result<Vec<f32>, EmbedError> {
+        // A poisoned pool only means another call panicked; its workspaces are plain buffers.
+        let pooled = match self.workspaces.lock() {
+            Ok(mut pool) => pool.pop(),
+            Err(poisoned) => poisoned.into_inner().pop(),
+        };
+        let mut ws = pooled.unwrap_or_default();
+        let out = self.model.embed_frames_par(
+            &mut ws,
+            feats.as_slice(),
+            feats.dim(),
+            self.embed_threads(),
+        );
+        if ws.bytes() <= MAX_POOLED_WORKSPACE_BYTES {
+            let mut pool = match self.workspaces.lock() {
+                Ok(pool) => pool,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if pool.len() < MAX_POOLED_WORKSPACES {
+                pool.push(ws);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn current() -> Option<usize> {
+        EMBED_THREADS.with(Cell::get)
+    }
+
+    #[test]
+    fn embed_threads_scope_nests_and_restores() {
+        assert_eq!(current(), None);
+        let inner = with_embed_threads(3, || {
+            assert_eq!(current(), Some(3));
+            with_embed_threads(0, current)
+        });
+        assert_eq!(inner, Some(1), "0 counts as 1");
+        assert_eq!(current(), None);
+        let caught = std::panic::catch_unwind(|| with_embed_threads(2, || panic!("job failed")));
+        assert!(caught.is_err());
+        assert_eq!(current(), None, "restored after unwinding");
+        // another thread does not see this thread's setting
+        with_embed_threads(4, || {
+            assert_eq!(std::thread::spawn(current).join().unwrap(), None);
+        });
     }
 }

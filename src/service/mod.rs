@@ -136,7 +136,8 @@ pub async fn serve(
         engine,
         store,
         auth,
-        pool: WorkPool::new(config.effective_workers(), config.queue_depth),
+        pool: WorkPool::new(config.effective_workers(), config.queue_depth)
+            .with_embed_threads(config.embed_threads),
         config: config.clone(),
         speakers: RwLock::new(Default::default()),
         watchlists: RwLock::new(Default::default()),

@@ -1,5 +1,7 @@
 //! Bounded pool for CPU-heavy work: at most `workers` jobs run on the blocking pool, at most
 //! `queue` more wait; anything beyond is shed at once with UNAVAILABLE instead of queueing.
+//! A job's embeddings use the cores idle when it starts: all of them at concurrency 1, one each
+//! once every worker is busy, so a lone request is fast and throughput under load is unchanged.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ pub struct WorkPool {
     running: Arc<Semaphore>,
     capacity: usize,
     workers: usize,
+    max_embed_threads: usize,
 }
 
 impl WorkPool {
@@ -25,7 +28,22 @@ impl WorkPool {
             running: Arc::new(Semaphore::new(workers)),
             capacity: workers + queue,
             workers,
+            max_embed_threads: cores(),
         }
+    }
+
+    /// Caps the threads one job's embedding may use at `max` (0: the number of CPUs).
+    pub fn with_embed_threads(mut self, max: usize) -> Self {
+        self.max_embed_threads = if max == 0 { cores() } else { max };
+        self
+    }
+
+    /// Threads a job starting now may use: the idle workers plus its own, at most the cap.
+    fn idle_threads(&self) -> usize {
+        let running = self.workers - self.running.available_permits().min(self.workers);
+        (self.workers + 1)
+            .saturating_sub(running.max(1))
+            .clamp(1, self.max_embed_threads.max(1))
     }
 
     /// Waits until no job is running. Jobs whose callers went away keep running to completion on
@@ -57,15 +75,20 @@ impl WorkPool {
             .acquire_owned()
             .await
             .map_err(|_| ServiceError::Internal("worker pool closed".into()))?;
+        let threads = self.idle_threads();
         let result = tokio::task::spawn_blocking(move || {
             let _permits = (admitted, running);
-            job()
+            crate::pipeline::with_embed_threads(threads, job)
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("worker failed: {e}")));
         metrics::gauge!("voiceprint_queue_depth").set(self.depth() as f64);
         result
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// Runs a short blocking job (store access) off the async runtime, without admission control.
@@ -122,5 +145,30 @@ mod tests {
         caller.abort(); // the client went away; the job itself runs on
         pool.drain().await;
         assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn embed_threads_follow_idle_workers() {
+        let threads = || crate::pipeline::scoped_embed_threads().unwrap_or(0);
+        let pool = WorkPool::new(3, 2).with_embed_threads(8);
+        assert_eq!(
+            pool.run(threads).await.unwrap(),
+            3,
+            "alone: every worker's core"
+        );
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let p1 = pool.clone();
+        let busy = tokio::spawn(async move { p1.run(move || rx.recv().is_ok()).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(pool.run(threads).await.unwrap(), 2, "one other job running");
+        let capped = pool.clone().with_embed_threads(1);
+        assert_eq!(capped.run(threads).await.unwrap(), 1, "capped");
+        tx.send(()).unwrap();
+        assert!(busy.await.unwrap().unwrap());
+        assert_eq!(
+            WorkPool::new(2, 0).run(threads).await.unwrap(),
+            2.min(cores()),
+            "default cap: the CPUs"
+        );
     }
 }

@@ -233,6 +233,41 @@ fn network_matches_golden_intermediates_and_embeddings() {
 }
 
 #[test]
+fn threads_match_one_thread() {
+    let m = model();
+    let mut ws1 = Workspace::new();
+    // one workspace reused across thread counts and lengths, as the engine's pool does
+    let mut ws = Workspace::new();
+    let mut checked = 0;
+    for input in INPUTS {
+        let (shape, x) = npy(&golden().join(input).join("fbank80_cmn.npy"));
+        let t = shape[0];
+        // full length, odd lengths, lengths around the head chunk and the 16-column split
+        for frames in [t, t - 1 - (t % 2 == 0) as usize, 517, 257, 33, 5, 3] {
+            if frames > t {
+                continue;
+            }
+            let x = &x[..frames * 80];
+            let one = m.embed_frames_with(&mut ws1, x, 80).unwrap();
+            let norm = one.iter().map(|v| v * v).sum::<f32>().sqrt();
+            for threads in [1, 2, 3] {
+                let par = m.embed_frames_par(&mut ws, x, 80, threads).unwrap();
+                let dmax = one
+                    .iter()
+                    .zip(&par)
+                    .fold(0f32, |a, (&p, &q)| a.max((p - q).abs()));
+                assert!(
+                    dmax <= 1e-5 * norm,
+                    "{input} {frames} frames, {threads} threads: max|Δ| {dmax} vs ‖e‖ {norm}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5 * 3 * 5, "{checked} cases");
+}
+
+#[test]
 fn model_is_shared_across_threads() {
     let m = model();
     let (_, x) = npy(&golden().join("a_espeak_en_us/fbank80_cmn.npy"));
