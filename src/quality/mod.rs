@@ -210,37 +210,42 @@ fn clipping_ratio_body(samples: &[f32], opts: &VadOptions) -> f64 {
         return 0.0;
     }
     let full = opts.clip_level * 32767.0;
-    // One branch-free, vectorised pass: the peak magnitude and the count at or beyond full scale.
+    // One branch-free, vectorised pass: the count at or beyond full scale and each block's peak
+    // magnitude (so the run search below need not read the signal a second time).
     const LANES: usize = 8;
-    let mut peak8 = [0.0f32; LANES];
+    const BLOCK: usize = 64;
+    let mut block_peaks = Vec::with_capacity(samples.len().div_ceil(BLOCK));
     let mut over8 = [0u32; LANES];
-    let chunks = samples.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for ((p, o), x) in peak8.iter_mut().zip(&mut over8).zip(c) {
-            let a = x.abs();
-            *p = p.max(a);
-            *o += u32::from(a >= full);
+    let mut clipped: usize = 0;
+    for block in samples.chunks(BLOCK) {
+        let mut peak8 = [0.0f32; LANES];
+        let chunks = block.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for ((p, o), x) in peak8.iter_mut().zip(&mut over8).zip(c) {
+                let a = x.abs();
+                *p = p.max(a);
+                *o += u32::from(a >= full);
+            }
         }
+        let mut peak = peak8.iter().fold(0.0f32, |m, &p| m.max(p));
+        for x in rest {
+            peak = peak.max(x.abs());
+            clipped += usize::from(x.abs() >= full);
+        }
+        block_peaks.push(peak);
     }
-    let mut peak = peak8.iter().fold(0.0f32, |m, &p| m.max(p));
-    let mut clipped: usize = over8.iter().map(|&o| o as usize).sum();
-    for x in rest {
-        peak = peak.max(x.abs());
-        clipped += usize::from(x.abs() >= full);
-    }
+    clipped += over8.iter().map(|&o| o as usize).sum::<usize>();
+    let peak = block_peaks.iter().fold(0.0f32, |m, &p| m.max(p));
     // Flat runs at the signal's own peak below full scale (at full scale every sample is already
-    // counted): each maximal run of identical samples at ±peak at least `clip_run` long.
+    // counted): each maximal run of identical samples at ±peak at least `clip_run` long. Only
+    // blocks that hold a peak sample are visited.
     if peak >= 8192.0 && opts.clip_run >= 2 && peak < full {
-        const BLOCK: usize = 64;
         let mut i = 0;
         while i < samples.len() {
-            let end = (i + BLOCK).min(samples.len());
-            // Most blocks hold no peak sample: test them without branching per sample.
-            if !samples[i..end]
-                .iter()
-                .fold(false, |h, x| h | (x.abs() == peak))
-            {
+            let b = i / BLOCK;
+            let end = ((b + 1) * BLOCK).min(samples.len());
+            if block_peaks.get(b).is_none_or(|&p| p != peak) {
                 i = end;
                 continue;
             }
