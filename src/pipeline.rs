@@ -197,7 +197,16 @@ impl Engine {
 
     /// Analyses decoded mono audio (any sample rate, int16 scale).
     pub fn analyze_waveform(&self, waveform: &Waveform) -> Result<Analysis, PipelineError> {
-        let report = quality::assess(&waveform.samples, waveform.sample_rate, &self.config.vad);
+        let vad = &self.config.vad;
+        // At the model's rate the VAD reuses the filterbank's frame energies (one pass).
+        let (report, feats) = if waveform.sample_rate == MODEL_SAMPLE_RATE {
+            let (report, feats) =
+                quality::assess_with_fbank(&waveform.samples, MODEL_SAMPLE_RATE, vad, &self.fbank);
+            (report, Some(feats))
+        } else {
+            let report = quality::assess(&waveform.samples, waveform.sample_rate, vad);
+            (report, None)
+        };
         let quality = report.quality;
         if quality.net_speech_seconds < self.config.min_embed_speech_seconds && self.config.use_vad
         {
@@ -207,7 +216,10 @@ impl Engine {
             });
         }
         let samples = self.to_model_rate(waveform)?;
-        let mut feats = self.fbank.compute(&samples);
+        let mut feats = match feats {
+            Some(feats) => feats,
+            None => self.fbank.compute(&samples),
+        };
         if self.config.use_vad {
             // The VAD grid (25 ms / 10 ms) gives the same frame count at every rate, so the mask
             // measured at the original rate lines up with the 16 kHz filterbank frames.

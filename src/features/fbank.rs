@@ -12,6 +12,7 @@ use rustfft::{Fft, FftPlanner};
 
 use super::fastmath::{ln_fast, ln_in_place, sum_sq_dev8, sum8};
 use super::options::{FbankOptions, FrameOptions, MfccOptions, WindowType};
+use super::simd::{self, Level, dispatch, madd};
 use super::{FeatureError, FeatureMatrix};
 
 /// Kaldi's log floor: `log(max(energy, FLT_EPSILON))`.
@@ -104,16 +105,16 @@ impl MelBanks {
 
     /// Mel energies of one power spectrum (at least `power_len` long, zero past the last FFT
     /// bin), floored at [`ENERGY_FLOOR`] (not yet logged).
-    #[inline]
-    fn apply(&self, power: &[f32], out: &mut [f32]) {
+    #[inline(always)]
+    fn apply<const FMA: bool>(&self, power: &[f32], out: &mut [f32]) {
         let iter = self.starts.iter().zip(&self.lens).zip(&self.offsets);
         for (o, ((&start, &len), &offset)) in out.iter_mut().zip(iter) {
             let p = &power[start..start + len];
             let w = &self.weights[offset..offset + len];
             let mut acc = [0.0f32; MEL_LANES];
             for (pc, wc) in p.chunks_exact(MEL_LANES).zip(w.chunks_exact(MEL_LANES)) {
-                for ((a, x), y) in acc.iter_mut().zip(pc).zip(wc) {
-                    *a += x * y;
+                for ((a, &x), &y) in acc.iter_mut().zip(pc).zip(wc) {
+                    *a = madd::<FMA>(x, y, *a);
                 }
             }
             let e =
@@ -141,9 +142,8 @@ fn make_window(kind: WindowType, len: usize) -> Vec<f32> {
 
 /// Per-call scratch buffers; one per thread / stream, reused for every frame.
 struct Workspace {
-    /// The conditioned, zero-padded frame (`padded` samples).
-    fft_in: Vec<f32>,
-    /// The frame as `padded / 2` complex pairs (`x[2n] + i·x[2n+1]`).
+    /// The conditioned, zero-padded frame (`padded` samples) as `padded / 2` complex pairs
+    /// (`x[2n] + i·x[2n+1]`), written through [`as_f32_mut`].
     packed: Vec<Complex<f32>>,
     /// The half-length complex FFT of `packed`.
     spectrum: Vec<Complex<f32>>,
@@ -174,13 +174,15 @@ impl PowerSpectrum {
         }
     }
 
-    /// `power[k] = |X[k]|²` for `k = 0 ..= n/2` from the frame in `ws.fft_in`.
-    #[inline]
+    /// `power[k] = |X[k]|²` for `k = 0 ..= n/2` from the frame packed in `ws.packed` (which the
+    /// FFT leaves as garbage).
+    ///
+    /// Never fused: a weak bin's `X[k]` is a difference of strong terms here, and fused rounding
+    /// moved such bins of golden input (d) by 1e-3 after CMN (the README §7 limit). Unfused, the
+    /// AVX2 copy computes exactly what the baseline computes.
+    #[inline(always)]
     fn compute(&self, ws: &mut Workspace) {
         let m = ws.packed.len();
-        for (c, pair) in ws.packed.iter_mut().zip(ws.fft_in.chunks_exact(2)) {
-            *c = Complex::new(pair[0], pair[1]);
-        }
         self.fft
             .process_outofplace_with_scratch(&mut ws.packed, &mut ws.spectrum, &mut ws.scratch);
         let z = &ws.spectrum;
@@ -220,6 +222,8 @@ pub struct Fbank {
     window: Vec<f32>,
     mel: MelBanks,
     spectrum: PowerSpectrum,
+    /// Which copy of the per-frame code runs (detected once, [`simd::level`]).
+    level: Level,
 }
 
 impl std::fmt::Debug for Fbank {
@@ -245,6 +249,7 @@ impl Fbank {
             window: make_window(opts.frame.window, frame_len),
             mel: MelBanks::new(opts, padded)?,
             spectrum: PowerSpectrum::new(padded),
+            level: simd::level(),
         })
     }
 
@@ -265,21 +270,57 @@ impl Fbank {
 
     /// Log-mel filterbank of `samples` (16-bit scale): a `num_frames × num_bins` matrix.
     pub fn compute(&self, samples: &[f32]) -> FeatureMatrix {
-        let mut out = FeatureMatrix::zeros(self.num_frames(samples.len()), self.dim());
+        self.compute_frames(samples, None)
+    }
+
+    /// [`compute`](Self::compute) plus each frame's energy `Σ (x − mean)²` over its raw samples
+    /// (frame mean removed, before pre-emphasis and window), summed exactly as the VAD sums it
+    /// (`quality::frame_powers`), so the VAD can reuse it when the frame grids agree.
+    pub(crate) fn compute_with_energies(&self, samples: &[f32]) -> (FeatureMatrix, Vec<f32>) {
+        let mut energies = Vec::with_capacity(self.num_frames(samples.len()));
+        let m = self.compute_frames(samples, Some(&mut energies));
+        (m, energies)
+    }
+
+    fn compute_frames(
+        &self,
+        samples: &[f32],
+        mut energies: Option<&mut Vec<f32>>,
+    ) -> FeatureMatrix {
+        let frames = self.num_frames(samples.len());
+        let dim = self.dim();
+        // Rows are appended, not zero-filled and then overwritten.
+        let mut data = Vec::with_capacity(frames * dim);
         let mut ws = self.workspace();
+        let mut mel = std::mem::take(&mut ws.mel);
         let mut gather = Vec::new();
-        for (i, row) in out.rows_mut().enumerate() {
+        let energy = if energies.is_some() {
+            Energy::DcFree
+        } else {
+            Energy::None
+        };
+        for i in 0..frames {
             let frame = extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
-            self.frame_log_mel(frame, &mut ws, row, false);
+            let e = self.frame_log_mel(frame, &mut ws, &mut mel, energy);
+            data.extend_from_slice(&mel);
+            if let Some(es) = energies.as_deref_mut() {
+                es.push(e);
+            }
         }
-        out
+        FeatureMatrix::from_rows_unchecked(data, dim)
+    }
+
+    /// The dispatch level of the per-frame code (for tests comparing the paths).
+    #[cfg(test)]
+    pub(crate) fn with_level(mut self, level: Level) -> Self {
+        self.level = level;
+        self
     }
 
     fn workspace(&self) -> Workspace {
         let fft = &self.spectrum.fft;
         let zero = Complex::new(0.0, 0.0);
         Workspace {
-            fft_in: vec![0.0; self.padded],
             packed: vec![zero; self.padded / 2],
             spectrum: vec![zero; self.padded / 2],
             scratch: vec![zero; fft.get_outofplace_scratch_len()],
@@ -288,45 +329,56 @@ impl Fbank {
         }
     }
 
-    /// Conditions one frame, writes its log-mel energies to `out` and returns the raw energy
-    /// (after DC removal, before pre-emphasis) when `want_energy` is set, else 0.
+    /// Conditions one frame, writes its log-mel energies to `out` and returns the frame energy
+    /// asked for (0 for [`Energy::None`]), at the extractor's dispatch level.
     #[inline]
     fn frame_log_mel(
         &self,
         frame: &[f32],
         ws: &mut Workspace,
         out: &mut [f32],
-        want_energy: bool,
+        energy: Energy,
     ) -> f32 {
-        let energy = self.frame_mel_energies(frame, ws, out, want_energy);
-        ln_in_place(out);
-        energy
+        dispatch!(self.level,
+            avx2: self.frame_log_mel_avx2(frame, ws, out, energy),
+            scalar: self.frame_log_mel_body::<false>(frame, ws, out, energy),
+        )
     }
 
-    /// Same as `frame_log_mel` without the log.
-    #[inline]
-    fn frame_mel_energies(
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn frame_log_mel_avx2(
         &self,
         frame: &[f32],
         ws: &mut Workspace,
         out: &mut [f32],
-        want_energy: bool,
+        energy: Energy,
+    ) -> f32 {
+        self.frame_log_mel_body::<true>(frame, ws, out, energy)
+    }
+
+    #[inline(always)]
+    fn frame_log_mel_body<const FMA: bool>(
+        &self,
+        frame: &[f32],
+        ws: &mut Workspace,
+        out: &mut [f32],
+        energy: Energy,
     ) -> f32 {
         let n = frame.len();
         let fopts = &self.opts.frame;
-        let mean = if fopts.remove_dc {
-            sum8(frame) / n as f32
-        } else {
-            0.0
-        };
-        let energy = if want_energy {
-            sum_sq_dev8(frame, mean)
-        } else {
-            0.0
+        let frame_mean = || sum8(frame) / n as f32;
+        let mean = if fopts.remove_dc { frame_mean() } else { 0.0 };
+        let e = match energy {
+            Energy::None => 0.0,
+            Energy::Kaldi => sum_sq_dev8(frame, mean),
+            Energy::DcFree if fopts.remove_dc => sum_sq_dev8(frame, mean),
+            Energy::DcFree => sum_sq_dev8(frame, frame_mean()),
         };
         let p = fopts.preemphasis;
-        let (head, tail) = ws.fft_in.split_at_mut(n);
-        // DC removal, pre-emphasis (Kaldi's y[0] = x[0] − p·x[0]) and window in one pass.
+        let (head, tail) = as_f32_mut(&mut ws.packed).split_at_mut(n);
+        // DC removal, pre-emphasis (Kaldi's y[0] = x[0] − p·x[0]) and window in one pass; never
+        // fused, for the reason given at `PowerSpectrum::compute`.
         if let (Some(h), Some(&x0), Some(&w0)) =
             (head.first_mut(), frame.first(), self.window.first())
         {
@@ -338,9 +390,30 @@ impl Fbank {
         }
         tail.fill(0.0);
         self.spectrum.compute(ws);
-        self.mel.apply(&ws.power, out);
-        energy
+        self.mel.apply::<FMA>(&ws.power, out);
+        ln_in_place::<FMA>(out);
+        e
     }
+}
+
+/// Which frame energy [`Fbank::frame_log_mel`] also returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Energy {
+    /// None (returns 0).
+    None,
+    /// Kaldi's raw energy: `Σ x²` after DC removal if the options remove DC, before pre-emphasis.
+    Kaldi,
+    /// `Σ (x − mean)²` whatever the options say (the VAD's frame energy).
+    DcFree,
+}
+
+/// The interleaved `re, im` view of a complex buffer.
+#[inline(always)]
+fn as_f32_mut(c: &mut [Complex<f32>]) -> &mut [f32] {
+    // SAFETY: `Complex<f32>` is `#[repr(C)] { re: f32, im: f32 }` (size 8, align 4, no padding),
+    // so `c` is exactly `2 · c.len()` initialised, aligned `f32`s, borrowed mutably for the result's
+    // lifetime.
+    unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<f32>(), c.len() * 2) }
 }
 
 /// Frame `i` of `samples`: a sub-slice with snip edges, else Kaldi's centred frame with reflected
@@ -411,6 +484,13 @@ impl Mfcc {
         })
     }
 
+    /// The dispatch level of the per-frame code (for tests comparing the paths).
+    #[cfg(test)]
+    pub(crate) fn with_level(mut self, level: Level) -> Self {
+        self.fbank = self.fbank.with_level(level);
+        self
+    }
+
     /// The options this extractor was built with.
     pub fn options(&self) -> &MfccOptions {
         &self.opts
@@ -434,9 +514,14 @@ impl Mfcc {
         let mut mel = std::mem::take(&mut ws.mel);
         let mut gather = Vec::new();
         let nb = fb.opts.num_bins;
+        let want = if self.opts.use_energy {
+            Energy::Kaldi
+        } else {
+            Energy::None
+        };
         for (i, row) in out.rows_mut().enumerate() {
             let frame = extract_frame(&fb.opts.frame, fb.frame_len, samples, i, &mut gather);
-            let energy = fb.frame_log_mel(frame, &mut ws, &mut mel, self.opts.use_energy);
+            let energy = fb.frame_log_mel(frame, &mut ws, &mut mel, want);
             for (c, d) in row.iter_mut().zip(self.dct.chunks_exact(nb)) {
                 *c = d.iter().zip(&mel).map(|(a, b)| a * b).sum();
             }
@@ -519,7 +604,8 @@ impl StreamingFbank {
         out.resize(base + n * dim, 0.0);
         for (i, row) in out[base..].chunks_exact_mut(dim).enumerate() {
             let frame = &self.pending[i * shift..i * shift + len];
-            self.fbank.frame_log_mel(frame, &mut self.ws, row, false);
+            self.fbank
+                .frame_log_mel(frame, &mut self.ws, row, Energy::None);
         }
         self.pending.drain(..n * shift);
         self.frames += n as u64;

@@ -22,6 +22,12 @@ impl FeatureMatrix {
         Ok(Self { data, dim })
     }
 
+    /// Wraps row-major data whose length the caller made a multiple of `dim` (extractors).
+    pub(crate) fn from_rows_unchecked(data: Vec<f32>, dim: usize) -> Self {
+        debug_assert!(dim != 0 && data.len().is_multiple_of(dim));
+        Self { data, dim }
+    }
+
     /// A `frames × dim` matrix of zeros.
     pub fn zeros(frames: usize, dim: usize) -> Self {
         Self {

@@ -15,6 +15,7 @@ mod fbank;
 mod matrix;
 mod norm;
 mod options;
+pub(crate) mod simd;
 
 #[cfg(test)]
 pub(crate) mod tests;

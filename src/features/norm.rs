@@ -1,8 +1,11 @@
 //! Per-utterance normalisation of feature matrices.
 
 use super::FeatureMatrix;
+use super::simd::{self, Level, dispatch};
 
-/// Per-dimension mean over all rows, accumulated in `f64`.
+/// Per-dimension mean over all rows, accumulated in `f64` (no fused operations: the result is
+/// bit-identical at every dispatch level).
+#[inline(always)]
 fn column_means(m: &FeatureMatrix) -> Vec<f64> {
     let mut sums = vec![0.0f64; m.dim()];
     for row in m.rows() {
@@ -18,6 +21,22 @@ fn column_means(m: &FeatureMatrix) -> Vec<f64> {
 /// Cepstral mean normalisation: subtracts each dimension's mean over time (mean in `f64`, result
 /// rounded to `f32`; the golden `fbank80_cmn` recipe and CAM++'s input). No-op on an empty matrix.
 pub fn apply_cmn(m: &mut FeatureMatrix) {
+    apply_cmn_at(simd::level(), m);
+}
+
+/// [`apply_cmn`] at a given dispatch level (the result is the same at every level).
+pub(crate) fn apply_cmn_at(level: Level, m: &mut FeatureMatrix) {
+    dispatch!(level, avx2: apply_cmn_avx2(m), scalar: apply_cmn_body(m));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn apply_cmn_avx2(m: &mut FeatureMatrix) {
+    apply_cmn_body(m);
+}
+
+#[inline(always)]
+fn apply_cmn_body(m: &mut FeatureMatrix) {
     if m.is_empty() {
         return;
     }

@@ -377,3 +377,117 @@ fn matrix_api() {
     apply_cmn(&mut empty);
     assert!(empty.is_empty());
 }
+
+/// The dispatch levels this CPU can run: always the baseline, plus AVX2 + FMA where available.
+fn levels() -> Vec<simd::Level> {
+    let mut v = vec![simd::Level::Scalar];
+    if simd::avx2_fma_available() {
+        v.push(simd::Level::Avx2Fma);
+    } else {
+        eprintln!("AVX2 + FMA not available: only the baseline path is tested");
+    }
+    v
+}
+
+#[test]
+fn every_dispatch_level_matches_golden() {
+    for level in levels() {
+        let fb = Fbank::new(&FbankOptions::kaldi(16_000, 80))
+            .unwrap()
+            .with_level(level);
+        let mfcc = Mfcc::new(&MfccOptions::kaldi(16_000))
+            .unwrap()
+            .with_level(level);
+        for name in INPUTS_16K {
+            let (_, x) = wav(name);
+            let what = format!("{name} {level:?}");
+            assert_fbank_close(&fb.compute(&x), &golden(name, "fbank80"), &what);
+            let mut cmn = fb.compute(&x);
+            norm::apply_cmn_at(level, &mut cmn);
+            assert_fbank_close(&cmn, &golden(name, "fbank80_cmn"), &what);
+            assert_mfcc_close(&mfcc.compute(&x), &golden(name, "mfcc13"), &what);
+        }
+        let (_, x) = wav("d_8k_pcm16");
+        let fb23 = Fbank::new(&FbankOptions::kaldi(8_000, 23))
+            .unwrap()
+            .with_level(level);
+        let mfcc8 = Mfcc::new(&MfccOptions::kaldi(8_000))
+            .unwrap()
+            .with_level(level);
+        let what = format!("8k {level:?}");
+        assert_fbank_close(&fb23.compute(&x), &golden("d_8k_pcm16", "fbank23"), &what);
+        assert_mfcc_close(&mfcc8.compute(&x), &golden("d_8k_pcm16", "mfcc13"), &what);
+    }
+}
+
+#[test]
+fn avx2_and_baseline_paths_agree() {
+    let Some(&fast) = levels().get(1) else {
+        return;
+    };
+    // Golden speech plus a loud synthetic chirp with an offset (exercises DC removal and a wide
+    // dynamic range).
+    let (_, speech) = wav("c_flite_slt");
+    let chirp: Vec<f32> = (0..48_000)
+        .map(|i| {
+            let t = i as f32 / 16_000.0;
+            900.0 + 12_000.0 * (2.0 * std::f32::consts::PI * (100.0 + 2_000.0 * t) * t).sin()
+        })
+        .collect();
+    for (x, rate, bins) in [
+        (&speech, 16_000, 80),
+        (&chirp, 16_000, 80),
+        (&chirp, 8_000, 23),
+    ] {
+        let opts = FbankOptions::kaldi(rate, bins);
+        let base = Fbank::new(&opts).unwrap().with_level(simd::Level::Scalar);
+        let avx = Fbank::new(&opts).unwrap().with_level(fast);
+        let (a, b) = (base.compute(x), avx.compute(x));
+        assert_eq!(a.num_frames(), b.num_frames());
+        // Only the mel dot products and the log are fused (a positive sum, a polynomial): a few
+        // ulps of the mel energy, ~1e-6 in the log domain, in every bin.
+        let mut worst = 0.0f32;
+        for (&u, &v) in a.as_slice().iter().zip(b.as_slice()) {
+            worst = worst.max((u - v).abs());
+            assert!((u - v).abs() <= 1e-5, "{rate} Hz: {u} vs {v}");
+        }
+        eprintln!("{rate} Hz fbank{bins}: max |AVX2 − baseline| = {worst:e}");
+    }
+    // The MFCC's energy coefficient and the CMN are computed without fused operations.
+    let mfcc = MfccOptions::kaldi(16_000);
+    let a = Mfcc::new(&mfcc).unwrap().with_level(simd::Level::Scalar);
+    let b = Mfcc::new(&mfcc).unwrap().with_level(fast);
+    let (ma, mb) = (a.compute(&speech), b.compute(&speech));
+    for (ra, rb) in ma.rows().zip(mb.rows()) {
+        assert_eq!(ra[0], rb[0]);
+    }
+    let fb = Fbank::new(&FbankOptions::kaldi(16_000, 80)).unwrap();
+    let m = fb.compute(&speech);
+    let (mut ca, mut cb) = (m.clone(), m);
+    norm::apply_cmn_at(simd::Level::Scalar, &mut ca);
+    norm::apply_cmn_at(fast, &mut cb);
+    assert_eq!(ca, cb);
+}
+
+#[test]
+fn energies_come_with_identical_features() {
+    let (_, x) = wav("c_flite_slt");
+    for level in levels() {
+        for remove_dc in [true, false] {
+            let mut opts = FbankOptions::kaldi(16_000, 80);
+            opts.frame.remove_dc = remove_dc;
+            let fb = Fbank::new(&opts).unwrap().with_level(level);
+            let (m, e) = fb.compute_with_energies(&x);
+            assert_eq!(m, fb.compute(&x));
+            assert_eq!(e.len(), m.num_frames());
+            // Σ (x − mean)² of the raw frame, whatever remove_dc says.
+            for (t, &got) in e.iter().enumerate() {
+                let f = &x[t * 160..t * 160 + 400];
+                let mean = f.iter().map(|&v| f64::from(v)).sum::<f64>() / 400.0;
+                let want: f64 = f.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
+                let err = (f64::from(got) - want).abs();
+                assert!(err <= 1e-4 * want + 1e-3, "frame {t}: {got} vs {want}");
+            }
+        }
+    }
+}

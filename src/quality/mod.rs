@@ -9,6 +9,8 @@
 //! Samples are `f32` in 16-bit integer scale (±32768), as everywhere in the crate.
 
 use crate::features::fastmath::{sum_sq_dev8, sum8};
+use crate::features::simd::{self, Level, dispatch};
+use crate::features::{Fbank, FeatureMatrix};
 
 mod streaming;
 pub use streaming::StreamingVad;
@@ -99,19 +101,40 @@ pub struct QualityReport {
 }
 
 /// Mean square (per sample) of each snip-edges frame after removing the frame's mean.
-fn frame_powers(samples: &[f32], len: usize, hop: usize) -> Vec<f64> {
-    if samples.len() < len {
+fn frame_powers(level: Level, samples: &[f32], len: usize, hop: usize) -> Vec<f64> {
+    dispatch!(level,
+        avx2: frame_powers_avx2(samples, len, hop),
+        scalar: frame_powers_body(samples, len, hop),
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn frame_powers_avx2(samples: &[f32], len: usize, hop: usize) -> Vec<f64> {
+    frame_powers_body(samples, len, hop)
+}
+
+/// The frame sums are never fused, so the powers (and every VAD decision) are bit-identical at
+/// every dispatch level, and to the filterbank's `compute_with_energies`.
+#[inline(always)]
+fn frame_powers_body(samples: &[f32], len: usize, hop: usize) -> Vec<f64> {
+    if samples.len() < len || hop == 0 {
         return Vec::new();
     }
     let n = 1 + (samples.len() - len) / hop;
-    (0..n)
-        .map(|t| {
-            let f = &samples[t * hop..t * hop + len];
-            let mean = sum8(f) / len as f32;
-            let e = sum_sq_dev8(f, mean);
-            (f64::from(e) / len as f64).max(POWER_FLOOR)
-        })
-        .collect()
+    let mut powers = Vec::with_capacity(n);
+    for t in 0..n {
+        let f = &samples[t * hop..t * hop + len];
+        let mean = sum8(f) / len as f32;
+        powers.push(power_of(sum_sq_dev8(f, mean), len));
+    }
+    powers
+}
+
+/// A frame's power (mean square per sample, floored) from its energy `Σ (x − mean)²`.
+#[inline(always)]
+fn power_of(energy: f32, len: usize) -> f64 {
+    (f64::from(energy) / len as f64).max(POWER_FLOOR)
 }
 
 fn percentile(values: &[f64], pct: f32) -> f64 {
@@ -157,48 +180,72 @@ fn mask_from_powers(powers: &[f64], opts: &VadOptions) -> Vec<bool> {
 /// than one frame.
 pub fn speech_mask(samples: &[f32], sample_rate: u32, opts: &VadOptions) -> Vec<bool> {
     let (len, hop) = opts.frame_samples(sample_rate);
-    mask_from_powers(&frame_powers(samples, len, hop), opts)
+    mask_from_powers(&frame_powers(simd::level(), samples, len, hop), opts)
 }
 
 /// Fraction of samples that are clipped: at or beyond `clip_level · 32767`, or inside a run of at
 /// least `clip_run` identical samples at the signal's own peak magnitude (when that peak is at least
 /// 1/4 of full scale, so quiet flat stretches are not mistaken for clipping).
 pub fn clipping_ratio(samples: &[f32], opts: &VadOptions) -> f64 {
+    clipping_ratio_at(simd::level(), samples, opts)
+}
+
+/// [`clipping_ratio`] at a given dispatch level (the result is the same at every level).
+fn clipping_ratio_at(level: Level, samples: &[f32], opts: &VadOptions) -> f64 {
+    dispatch!(level,
+        avx2: clipping_ratio_avx2(samples, opts),
+        scalar: clipping_ratio_body(samples, opts),
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn clipping_ratio_avx2(samples: &[f32], opts: &VadOptions) -> f64 {
+    clipping_ratio_body(samples, opts)
+}
+
+#[inline(always)]
+fn clipping_ratio_body(samples: &[f32], opts: &VadOptions) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
     let full = opts.clip_level * 32767.0;
-    // One branch-free, vectorised pass: the peak magnitude and the count at or beyond full scale.
+    // One branch-free, vectorised pass: the count at or beyond full scale and each block's peak
+    // magnitude (so the run search below need not read the signal a second time).
     const LANES: usize = 8;
-    let mut peak8 = [0.0f32; LANES];
+    const BLOCK: usize = 64;
+    let mut block_peaks = Vec::with_capacity(samples.len().div_ceil(BLOCK));
     let mut over8 = [0u32; LANES];
-    let chunks = samples.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for ((p, o), x) in peak8.iter_mut().zip(&mut over8).zip(c) {
-            let a = x.abs();
-            *p = p.max(a);
-            *o += u32::from(a >= full);
+    let mut clipped: usize = 0;
+    for block in samples.chunks(BLOCK) {
+        let mut peak8 = [0.0f32; LANES];
+        let chunks = block.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for ((p, o), x) in peak8.iter_mut().zip(&mut over8).zip(c) {
+                let a = x.abs();
+                *p = p.max(a);
+                *o += u32::from(a >= full);
+            }
         }
+        let mut peak = peak8.iter().fold(0.0f32, |m, &p| m.max(p));
+        for x in rest {
+            peak = peak.max(x.abs());
+            clipped += usize::from(x.abs() >= full);
+        }
+        block_peaks.push(peak);
     }
-    let mut peak = peak8.iter().fold(0.0f32, |m, &p| m.max(p));
-    let mut clipped: usize = over8.iter().map(|&o| o as usize).sum();
-    for x in rest {
-        peak = peak.max(x.abs());
-        clipped += usize::from(x.abs() >= full);
-    }
+    clipped += over8.iter().map(|&o| o as usize).sum::<usize>();
+    let peak = block_peaks.iter().fold(0.0f32, |m, &p| m.max(p));
     // Flat runs at the signal's own peak below full scale (at full scale every sample is already
-    // counted): each maximal run of identical samples at ±peak at least `clip_run` long.
+    // counted): each maximal run of identical samples at ±peak at least `clip_run` long. Only
+    // blocks that hold a peak sample are visited.
     if peak >= 8192.0 && opts.clip_run >= 2 && peak < full {
-        const BLOCK: usize = 64;
         let mut i = 0;
         while i < samples.len() {
-            let end = (i + BLOCK).min(samples.len());
-            // Most blocks hold no peak sample: test them without branching per sample.
-            if !samples[i..end]
-                .iter()
-                .fold(false, |h, x| h | (x.abs() == peak))
-            {
+            let b = i / BLOCK;
+            let end = ((b + 1) * BLOCK).min(samples.len());
+            if block_peaks.get(b).is_none_or(|&p| p != peak) {
                 i = end;
                 continue;
             }
@@ -224,14 +271,54 @@ pub fn clipping_ratio(samples: &[f32], opts: &VadOptions) -> f64 {
 /// Duration, net speech, SNR and clipping of `samples` (the original decoded samples: clipping is
 /// only meaningful before resampling), with the frame-level speech mask.
 pub fn assess(samples: &[f32], sample_rate: u32, opts: &VadOptions) -> QualityReport {
+    assess_at(simd::level(), samples, sample_rate, opts)
+}
+
+fn assess_at(level: Level, samples: &[f32], sample_rate: u32, opts: &VadOptions) -> QualityReport {
+    let (len, hop) = opts.frame_samples(sample_rate);
+    let powers = frame_powers(level, samples, len, hop);
+    report_from_powers(level, samples, sample_rate, opts, &powers)
+}
+
+/// [`assess`] and `fbank.compute(samples)` together. When the extractor frames `samples` on the
+/// VAD's grid (same sample rate, frame length and shift, snip edges, DC removal: the defaults at
+/// every rate), the VAD reuses the filterbank's frame energies instead of a second pass over the
+/// signal. The results are identical to calling the two separately.
+pub fn assess_with_fbank(
+    samples: &[f32],
+    sample_rate: u32,
+    opts: &VadOptions,
+    fbank: &Fbank,
+) -> (QualityReport, FeatureMatrix) {
+    let (len, hop) = opts.frame_samples(sample_rate);
+    let f = &fbank.options().frame;
+    let same_grid = f.sample_rate == sample_rate
+        && f.snip_edges
+        && f.frame_length_samples() == len
+        && f.frame_shift_samples() == hop;
+    if !same_grid {
+        return (assess(samples, sample_rate, opts), fbank.compute(samples));
+    }
+    let (feats, energies) = fbank.compute_with_energies(samples);
+    let powers: Vec<f64> = energies.iter().map(|&e| power_of(e, len)).collect();
+    let report = report_from_powers(simd::level(), samples, sample_rate, opts, &powers);
+    (report, feats)
+}
+
+fn report_from_powers(
+    level: Level,
+    samples: &[f32],
+    sample_rate: u32,
+    opts: &VadOptions,
+    powers: &[f64],
+) -> QualityReport {
     let duration_seconds = if sample_rate == 0 {
         0.0
     } else {
         samples.len() as f64 / f64::from(sample_rate)
     };
-    let (len, hop) = opts.frame_samples(sample_rate);
-    let powers = frame_powers(samples, len, hop);
-    let speech = mask_from_powers(&powers, opts);
+    let (_, hop) = opts.frame_samples(sample_rate);
+    let speech = mask_from_powers(powers, opts);
     let shift_s = if sample_rate == 0 {
         0.0
     } else {
@@ -249,7 +336,7 @@ pub fn assess(samples: &[f32], sample_rate: u32, opts: &VadOptions) -> QualityRe
     let snr_db = match mean_of(true) {
         None => 0.0,
         Some(sp) => {
-            let noise = mean_of(false).unwrap_or_else(|| percentile(&powers, 5.0));
+            let noise = mean_of(false).unwrap_or_else(|| percentile(powers, 5.0));
             10.0 * (sp / noise.max(POWER_FLOOR)).log10()
         }
     };
@@ -258,7 +345,7 @@ pub fn assess(samples: &[f32], sample_rate: u32, opts: &VadOptions) -> QualityRe
             duration_seconds,
             net_speech_seconds: n_speech as f64 * shift_s,
             snr_db,
-            clipping_ratio: clipping_ratio(samples, opts),
+            clipping_ratio: clipping_ratio_at(level, samples, opts),
         },
         speech,
     }

@@ -275,3 +275,77 @@ fn clipping_ratio_matches_per_sample_reference() {
         }
     }
 }
+
+/// Golden recordings at both rates plus synthetic audio with gaps and a clipped burst.
+fn mixed_inputs() -> Vec<(u32, Vec<f32>)> {
+    let mut v: Vec<(u32, Vec<f32>)> = [
+        "a_espeak_en_us",
+        "c_flite_slt",
+        "e_silence_noise",
+        "d_8k_pcm16",
+    ]
+    .iter()
+    .map(|n| read_wav_pcm16(&format!("{GOLDEN}/{n}.wav")))
+    .collect();
+    for rate in [8_000, 16_000] {
+        let n = rate as usize;
+        let mut x = noise(n, 30.0, 7);
+        x.extend(voiced(n, rate, 9_000.0));
+        x.extend(noise(n / 2, 30.0, 9));
+        x.extend(
+            voiced(n, rate, 9_000.0)
+                .iter()
+                .map(|v| (v * 4.0).clamp(-20_000.0, 20_000.0)),
+        );
+        v.push((rate, x));
+    }
+    v
+}
+
+#[test]
+fn assess_with_fbank_equals_the_two_separate_passes() {
+    let opts = VadOptions::default();
+    for (rate, x) in mixed_inputs() {
+        let bins = if rate == 8_000 { 23 } else { 80 };
+        let fb = Fbank::new(&FbankOptions::kaldi(rate, bins)).unwrap();
+        let (report, feats) = assess_with_fbank(&x, rate, &opts, &fb);
+        assert_eq!(report, assess(&x, rate, &opts), "{rate} Hz");
+        assert_eq!(feats, fb.compute(&x), "{rate} Hz");
+        assert!(report.speech.iter().any(|&s| s) || x.len() < 40_000);
+        // A filterbank on another grid falls back to two passes, with the same answer.
+        let mut other = FbankOptions::kaldi(rate, bins);
+        other.frame.frame_shift_ms = 12.0;
+        let fb = Fbank::new(&other).unwrap();
+        let (report, feats) = assess_with_fbank(&x, rate, &opts, &fb);
+        assert_eq!(report, assess(&x, rate, &opts));
+        assert_eq!(feats, fb.compute(&x));
+    }
+}
+
+#[test]
+fn every_dispatch_level_gives_the_same_decisions() {
+    if !simd::avx2_fma_available() {
+        eprintln!("AVX2 + FMA not available: nothing to compare");
+        return;
+    }
+    let opts = VadOptions {
+        clip_level: 0.5,
+        ..VadOptions::default()
+    };
+    for (rate, x) in mixed_inputs() {
+        let (len, hop) = opts.frame_samples(rate);
+        let a = frame_powers(Level::Scalar, &x, len, hop);
+        let b = frame_powers(Level::Avx2Fma, &x, len, hop);
+        assert_eq!(a, b, "{rate} Hz powers");
+        for o in [opts, VadOptions::default()] {
+            assert_eq!(
+                assess_at(Level::Scalar, &x, rate, &o),
+                assess_at(Level::Avx2Fma, &x, rate, &o)
+            );
+            assert_eq!(
+                clipping_ratio_at(Level::Scalar, &x, &o),
+                clipping_ratio_reference(&x, &o)
+            );
+        }
+    }
+}
