@@ -8,6 +8,8 @@
 //! | tokens → tenants | `[[tenants]] name, tokens` | `VOICEPRINT_TOKENS=tenant:token,...` | none (loopback only) |
 //! | master key file | `master_key_file` | `VOICEPRINT_MASTER_KEY` (the key itself) | `<data_dir>/master.key` |
 //! | metrics | `metrics_listen` | `VOICEPRINT_METRICS_LISTEN` | off |
+//! | scorer calibration | `scoring_dir` | `VOICEPRINT_SCORING_DIR` | the built-in one for `enrolment_channel` |
+//! | enrolment channel (picks the built-in calibration) | `enrolment_channel` | `VOICEPRINT_ENROLMENT_CHANNEL` | `telephone` |
 //! | TLS | `[tls] cert, key, client_ca` | | off |
 
 use std::net::SocketAddr;
@@ -65,6 +67,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// The channel voiceprints are enrolled from, which picks the built-in score calibration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnrolmentChannel {
+    /// Enrolled from telephone calls (8 kHz G.711): the call-centre default.
+    #[default]
+    Telephone,
+    /// Enrolled from wideband (16 kHz) audio.
+    Wideband,
+}
+
 /// Everything the server needs to run.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -102,6 +115,14 @@ pub struct Config {
     /// Most threads one analysis's embedding uses; it takes the cores idle when it starts, up to
     /// this (0 = number of CPUs: a lone request uses every core, each one under full load one).
     pub embed_threads: usize,
+    /// Directory with the scorer's `calibration.json` (and optionally `cohort.npy`) to use instead
+    /// of the built-in development-set calibration, e.g. one fitted with `voiceprint calibrate` on
+    /// the deployment's own calls, or the shipped `data/scoring/telephone-enrolment`.
+    pub scoring_dir: Option<PathBuf>,
+    /// Which built-in calibration to use when `scoring_dir` is not set: `telephone` (voiceprints
+    /// enrolled from calls and verified on calls, the call-centre case) or `wideband` (enrolled from
+    /// 16 kHz audio, e.g. an app, and verified on calls or wideband audio).
+    pub enrolment_channel: EnrolmentChannel,
     /// Most candidates an Identify returns.
     pub max_top_k: u32,
     /// Most complaints in one BatchMatch request (the request's total size is bounded by
@@ -216,6 +237,8 @@ impl Default for Config {
             workers: 0,
             queue_depth: 64,
             embed_threads: 0,
+            scoring_dir: None,
+            enrolment_channel: EnrolmentChannel::Telephone,
             max_top_k: 100,
             stream: StreamSettings::default(),
             replay: ReplaySettings::default(),
@@ -255,6 +278,21 @@ impl Config {
         }
         if let Some(v) = get("VOICEPRINT_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("VOICEPRINT_SCORING_DIR") {
+            self.scoring_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("VOICEPRINT_ENROLMENT_CHANNEL") {
+            self.enrolment_channel = match v.trim() {
+                "telephone" => EnrolmentChannel::Telephone,
+                "wideband" => EnrolmentChannel::Wideband,
+                other => {
+                    return Err(ConfigError::Env(
+                        "VOICEPRINT_ENROLMENT_CHANNEL",
+                        format!("{other:?} is neither \"telephone\" nor \"wideband\""),
+                    ));
+                }
+            };
         }
         if let Some(v) = get("VOICEPRINT_METRICS_LISTEN") {
             self.metrics_listen = Some(
@@ -417,6 +455,18 @@ mod tests {
             .unwrap();
         assert_eq!(c.tenants.len(), 3);
         assert_eq!(c.tenants[1].tokens, vec!["x", "y"]);
+        assert_eq!(c.scoring_dir, None);
+        c.apply_env(|k| (k == "VOICEPRINT_SCORING_DIR").then(|| "/srv/cal".to_string()))
+            .unwrap();
+        assert_eq!(c.scoring_dir, Some(PathBuf::from("/srv/cal")));
+        assert_eq!(c.enrolment_channel, EnrolmentChannel::Telephone);
+        c.apply_env(|k| (k == "VOICEPRINT_ENROLMENT_CHANNEL").then(|| "wideband".to_string()))
+            .unwrap();
+        assert_eq!(c.enrolment_channel, EnrolmentChannel::Wideband);
+        assert!(
+            c.apply_env(|k| (k == "VOICEPRINT_ENROLMENT_CHANNEL").then(|| "radio".to_string()))
+                .is_err()
+        );
         let mut open = Config {
             listen: "0.0.0.0:1".parse().unwrap(),
             ..Config::default()

@@ -51,9 +51,12 @@ impl PipelineError {
 /// Where the scorer's cohort and calibration come from.
 #[derive(Clone, Debug, Default)]
 pub enum ScoringSource {
-    /// The defaults shipped in the binary.
+    /// The defaults shipped in the binary, fitted for wideband enrolment ([`Scorer::builtin`]).
     #[default]
     Builtin,
+    /// The calibration shipped for telephone enrolment and telephone tests
+    /// ([`Scorer::builtin_telephone`]).
+    BuiltinTelephone,
     /// `cohort.npy` and `calibration.json` in a directory.
     Dir(PathBuf),
     /// Plain cosine: no normalisation, no calibration.
@@ -147,6 +150,7 @@ impl Engine {
         let scorer = match &config.scoring {
             ScoringSource::Builtin => Scorer::builtin()?,
             ScoringSource::Dir(dir) => Scorer::from_dir(dir)?,
+            ScoringSource::BuiltinTelephone => Scorer::builtin_telephone()?,
             ScoringSource::Raw => Scorer::raw(),
         };
         Ok(Self {

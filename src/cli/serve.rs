@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use voiceprint::config::{Config, LogFormat};
-use voiceprint::pipeline::{Engine, EngineConfig};
+use voiceprint::config::{Config, EnrolmentChannel, LogFormat};
+use voiceprint::pipeline::{Engine, EngineConfig, ScoringSource};
 use voiceprint::service::serve;
 
 /// Run the gRPC service (configuration: defaults < `--config FILE` < `VOICEPRINT_*` env < flags).
@@ -63,8 +63,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("locating the embedding model")?,
     };
     tracing::info!(model = %model_path.display(), "loading engine");
-    let engine =
-        Arc::new(Engine::load(EngineConfig::new(model_path)).context("loading the engine")?);
+    let mut engine_config = EngineConfig::new(model_path);
+    engine_config.scoring = match (&config.scoring_dir, config.enrolment_channel) {
+        (Some(dir), _) => {
+            tracing::info!(dir = %dir.display(), "scoring with the calibration in this directory");
+            ScoringSource::Dir(dir.clone())
+        }
+        (None, EnrolmentChannel::Telephone) => ScoringSource::BuiltinTelephone,
+        (None, EnrolmentChannel::Wideband) => ScoringSource::Builtin,
+    };
+    let engine = Arc::new(Engine::load(engine_config).context("loading the engine")?);
+    tracing::info!(calibration = engine.scorer().version(), "scorer loaded");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

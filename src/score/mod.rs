@@ -312,6 +312,8 @@ pub struct Scorer {
 }
 
 const BUILTIN_CALIBRATION: &str = include_str!("../../data/calibration.json");
+const BUILTIN_TELEPHONE_CALIBRATION: &str =
+    include_str!("../../data/scoring/telephone-enrolment/calibration.json");
 
 impl Scorer {
     /// Plain cosine scoring: no normalisation, no calibration (for experiments and evaluation).
@@ -382,8 +384,20 @@ impl Scorer {
     /// cohort is needed; a calibration fitted with AS-norm comes with its `cohort.npy` through
     /// [`Scorer::from_dir`].
     pub fn builtin() -> Result<Self, ScoreError> {
-        let calibration =
-            Calibration::from_json(BUILTIN_CALIBRATION, "<builtin calibration.json>")?;
+        Self::builtin_from(BUILTIN_CALIBRATION)
+    }
+
+    /// The calibration shipped for voiceprints enrolled from telephone calls and tested on
+    /// telephone calls (`data/scoring/telephone-enrolment/calibration.json`). Non-target cosines are
+    /// much higher between two narrowband G.711 recordings than between a wideband enrolment and a
+    /// call, so the built-in [`Scorer::builtin`] would accept far more impostors there than its
+    /// target FAR says.
+    pub fn builtin_telephone() -> Result<Self, ScoreError> {
+        Self::builtin_from(BUILTIN_TELEPHONE_CALIBRATION)
+    }
+
+    fn builtin_from(json: &str) -> Result<Self, ScoreError> {
+        let calibration = Calibration::from_json(json, "<builtin calibration.json>")?;
         if calibration.asnorm {
             return Err(ScoreError::Calibration {
                 path: "<builtin calibration.json>".into(),
@@ -515,6 +529,30 @@ fn tail_score(tail: &[[f64; 2]], far: f64) -> Option<f64> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// The shipped telephone-enrolment calibration loads, and its 1 % FAR threshold sits at a
+    /// much higher cosine than the built-in one: telephone-to-telephone non-targets score higher.
+    #[test]
+    fn telephone_enrolment_calibration_is_stricter() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/scoring/telephone-enrolment");
+        let tel = Scorer::from_dir(&dir).unwrap();
+        let builtin = Scorer::builtin().unwrap();
+        let cos_at = |s: &Scorer| {
+            let c = s.calibration.as_ref().unwrap();
+            (s.llr_threshold(0.01).unwrap() - c.offset) / c.slope
+        };
+        assert_ne!(tel.version(), builtin.version());
+        assert_eq!(
+            Scorer::builtin_telephone().unwrap().version(),
+            tel.version()
+        );
+        assert!(
+            (cos_at(&builtin) - 0.473).abs() < 0.01,
+            "{}",
+            cos_at(&builtin)
+        );
+        assert!((cos_at(&tel) - 0.725).abs() < 0.01, "{}", cos_at(&tel));
+    }
 
     fn unit(seed: u64, dim: usize) -> Vec<f32> {
         // xorshift: deterministic pseudo-random vectors without a dependency on rand's API.
