@@ -2,9 +2,10 @@
 //! path and report EER, minDCF, FRR at fixed FAR and Cllr (JSON or a table), optionally a DET plot.
 
 use std::collections::HashMap;
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -81,6 +82,102 @@ pub struct EvalArgs {
     /// Write per-trial scores as CSV (`line,target,raw,asnorm,llr,gated`) to this path.
     #[arg(long, value_name = "PATH.csv")]
     pub scores_out: Option<PathBuf>,
+    /// Reuse and extend a cache of per-file embeddings (JSON lines), so that a file is embedded once
+    /// across runs and trial lists. Entries are keyed by model version, VAD on/off, canonical path,
+    /// channel, size and modification time; delete the file when the front end's code changes.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub embeddings_cache: Option<PathBuf>,
+}
+
+/// One line of the embeddings cache: what analysing one input gave (decode failures are not cached).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheEntry {
+    key: String,
+    net_speech: f64,
+    /// `f32::to_bits` of the L2-normalised embedding (exact round trip); `None`: too little speech.
+    embedding_bits: Option<Vec<u32>>,
+}
+
+/// Embeddings of earlier runs, and the file new ones are appended to as they are computed (so an
+/// interrupted run keeps its work).
+struct EmbeddingCache {
+    known: HashMap<String, CacheEntry>,
+    out: Mutex<std::fs::File>,
+}
+
+impl EmbeddingCache {
+    /// Loads the cache; lines that do not parse (e.g. the last one of a killed run) are skipped.
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let mut known = HashMap::new();
+        let mut skipped = 0usize;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<CacheEntry>(line) {
+                Ok(entry) => {
+                    known.insert(entry.key.clone(), entry);
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            eprintln!(
+                "{}: skipped {skipped} unreadable cache line(s)",
+                path.display()
+            );
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {} for appending", path.display()))?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            // Terminate a truncated last line so the next entry starts on its own line.
+            file.write_all(b"\n")?;
+        }
+        Ok(Self {
+            known,
+            out: Mutex::new(file),
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&CacheEntry> {
+        self.known.get(key)
+    }
+
+    fn append(&self, entry: &CacheEntry) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(entry)?;
+        line.push('\n');
+        let mut file = self
+            .out
+            .lock()
+            .map_err(|_| anyhow::anyhow!("embeddings cache writer poisoned"))?;
+        file.write_all(line.as_bytes())
+            .context("cannot append to the embeddings cache")?;
+        Ok(())
+    }
+}
+
+/// The cache key of an input: `None` when the file cannot be inspected (it is then analysed, and the
+/// error reported, as without a cache).
+fn cache_key(model: &str, vad: bool, input: &Input) -> Option<String> {
+    let meta = std::fs::metadata(&input.path).ok()?;
+    let canonical = std::fs::canonicalize(&input.path).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(format!(
+        "{model}\tvad={vad}\t{}\t{}\t{}\t{mtime}",
+        canonical.display(),
+        input.channel.as_deref().unwrap_or("-"),
+        meta.len()
+    ))
 }
 
 /// One distinct input: a file and the channel taken from it.
@@ -233,34 +330,71 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let engine = Engine::load(config).context("cannot load the model")?;
     let scorer = engine.scorer();
 
+    let cache = args
+        .embeddings_cache
+        .as_deref()
+        .map(EmbeddingCache::open)
+        .transpose()?;
+    let use_vad = !args.no_vad;
     let started = Instant::now();
     let bar = progress(inputs.len());
+    let hits = std::sync::atomic::AtomicUsize::new(0);
     let embedded: Vec<Embedded> = inputs
         .par_iter()
-        .map(|(input, channel)| {
+        .map(|(input, channel)| -> anyhow::Result<Embedded> {
+            let key = cache
+                .as_ref()
+                .and_then(|_| cache_key(engine.model_version(), use_vad, input));
+            if let (Some(c), Some(k)) = (&cache, &key)
+                && let Some(entry) = c.get(k)
+            {
+                hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                bar.inc(1);
+                let embedding: Option<Vec<f32>> = entry
+                    .embedding_bits
+                    .as_ref()
+                    .map(|b| b.iter().map(|&x| f32::from_bits(x)).collect());
+                return Ok(Embedded {
+                    net_speech: entry.net_speech,
+                    error: embedding.is_none().then(|| "no speech to embed".to_owned()),
+                    prepared: embedding.map(|e| scorer.prepare(&e)),
+                });
+            }
             let opts = DecodeOptions {
                 channel: *channel,
                 ..DecodeOptions::default()
             };
             let result = engine.analyze_file(&input.path, &opts);
             bar.inc(1);
-            match result {
-                Ok(a) => Embedded {
-                    net_speech: a.quality.net_speech_seconds,
-                    error: a
-                        .embedding
-                        .is_none()
-                        .then(|| "no speech to embed".to_owned()),
-                    prepared: a.embedding.map(|e| scorer.prepare(&e)),
-                },
+            Ok(match result {
+                Ok(a) => {
+                    if let (Some(c), Some(k)) = (&cache, key) {
+                        c.append(&CacheEntry {
+                            key: k,
+                            net_speech: a.quality.net_speech_seconds,
+                            embedding_bits: a
+                                .embedding
+                                .as_ref()
+                                .map(|e| e.iter().map(|x| x.to_bits()).collect()),
+                        })?;
+                    }
+                    Embedded {
+                        net_speech: a.quality.net_speech_seconds,
+                        error: a
+                            .embedding
+                            .is_none()
+                            .then(|| "no speech to embed".to_owned()),
+                        prepared: a.embedding.map(|e| scorer.prepare(&e)),
+                    }
+                }
                 Err(e) => Embedded {
                     prepared: None,
                     net_speech: 0.0,
                     error: Some(format!("{e:#}")),
                 },
-            }
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     bar.finish_and_clear();
     let embed_seconds = started.elapsed().as_secs_f64();
 
@@ -360,6 +494,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         "files": inputs.len(),
         "failed_files": embedded.iter().filter(|e| e.error.is_some()).count(),
         "embed_seconds": embed_seconds,
+        "cache_hits": hits.load(std::sync::atomic::Ordering::Relaxed),
         "configurations": configurations,
     });
     if let (Value::Object(r), Value::Object(h)) = (&mut report, head) {
@@ -460,7 +595,7 @@ fn print_table(r: &Value) {
         }
     );
     println!(
-        "model {}, scorer {}, VAD {}, {} files embedded in {:.1} s",
+        "model {}, scorer {}, VAD {}, {} files embedded in {:.1} s ({} from the cache)",
         r["model"].as_str().unwrap_or("?"),
         r["scorer"].as_str().unwrap_or("?"),
         if r["vad"].as_bool() == Some(true) {
@@ -469,7 +604,8 @@ fn print_table(r: &Value) {
             "off"
         },
         r["files"],
-        r["embed_seconds"].as_f64().unwrap_or(0.0)
+        r["embed_seconds"].as_f64().unwrap_or(0.0),
+        r["cache_hits"]
     );
     println!();
     println!(

@@ -207,3 +207,63 @@ fn embed_prints_192_floats() {
     ]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn eval_embeddings_cache_reuses_every_file_and_gives_the_same_scores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache.jsonl");
+    let trials = fixtures().join("trials.csv");
+    let run = |scores: &Path| {
+        json_of(&voiceprint(&[
+            "eval",
+            "--trials",
+            trials.to_str().expect("utf-8 path"),
+            "--json",
+            "--embeddings-cache",
+            cache.to_str().expect("utf-8 path"),
+            "--scores-out",
+            scores.to_str().expect("utf-8 path"),
+        ]))
+    };
+    let (first_scores, second_scores) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    let first = run(&first_scores);
+    assert_eq!(first["cache_hits"], 0);
+    let files = first["files"].as_u64().expect("files");
+    let failed = first["failed_files"].as_u64().expect("failed_files");
+    let text = std::fs::read_to_string(&cache).expect("cache written");
+    // Every file that decoded is cached (corrupt.wav is not), one line each.
+    let cached_lines = text.lines().count() as u64;
+    assert!(
+        cached_lines >= files - failed && cached_lines < files,
+        "{text}"
+    );
+
+    // A truncated last line (an interrupted run) is skipped, not fatal, and the file stays usable.
+    let mut torn = text.clone();
+    torn.push_str("{\"key\":\"torn");
+    std::fs::write(&cache, &torn).expect("write torn cache");
+    let second = run(&second_scores);
+    assert_eq!(second["cache_hits"].as_u64(), Some(cached_lines));
+    let read = |p: &Path| std::fs::read_to_string(p).expect("scores");
+    assert_eq!(read(&first_scores), read(&second_scores));
+    for key in ["eer", "min_dcf", "unscored", "scored_trials"] {
+        assert_eq!(first[key], second[key], "{key}");
+    }
+    // Nothing new was embedded, so nothing but the line break after the torn line was appended.
+    assert_eq!(
+        std::fs::read_to_string(&cache).expect("cache"),
+        format!("{torn}\n")
+    );
+
+    // Without VAD the key differs: nothing is reused.
+    let out = voiceprint(&[
+        "eval",
+        "--trials",
+        trials.to_str().expect("utf-8 path"),
+        "--json",
+        "--no-vad",
+        "--embeddings-cache",
+        cache.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(json_of(&out)["cache_hits"], 0);
+}
