@@ -556,6 +556,19 @@ impl ReplayIndex {
         }
     }
 
+    /// Forgets the recordings with these ids (e.g. erased from storage with their speaker).
+    pub fn remove_ids(&mut self, ids: &[String]) {
+        let doomed: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| ids.contains(&e.id))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in doomed {
+            self.remove(seq);
+        }
+    }
+
     fn remove(&mut self, seq: u64) {
         let Some(entry) = self.entries.remove(&seq) else {
             return;

@@ -371,16 +371,13 @@ impl Shared {
         )?)
     }
 
-    /// Rebuilds the in-memory replay indexes from the store (all tenants, or one), so the replay
-    /// check survives a restart. Returns the number of fingerprints loaded.
-    pub(crate) fn load_replays(&self, only: Option<&str>) -> Result<usize, ServiceError> {
+    /// Rebuilds the in-memory replay indexes from the store, so the replay check survives a
+    /// restart. Returns the number of fingerprints loaded.
+    pub(crate) fn load_replays(&self) -> Result<usize, ServiceError> {
         let mut fresh: HashMap<String, ReplayIndex> = HashMap::new();
         let mut n = 0;
         let mut unreadable = 0;
         self.store.for_each_replay(&mut |tenant, rec| {
-            if only.is_some_and(|t| t != tenant) {
-                return;
-            }
             let Ok(fp) = serde_json::from_slice::<Fingerprint>(&rec.fingerprint) else {
                 unreadable += 1;
                 return;
@@ -401,25 +398,20 @@ impl Shared {
                 "stored replay fingerprints of another format were skipped"
             );
         }
-        let mut map = self.replay.lock().map_err(lock_err)?;
-        match only {
-            Some(t) => {
-                map.remove(t);
-                map.extend(fresh);
-            }
-            None => *map = fresh,
-        }
+        *self.replay.lock().map_err(lock_err)? = fresh;
         Ok(n)
     }
 
-    /// Erases the replay fingerprints of calls that claimed `speaker` and rebuilds the tenant's
-    /// index without them.
+    /// Erases the replay fingerprints of calls that claimed `speaker`, in the store and in the
+    /// tenant's index. Returns how many went.
     fn forget_replays_of(&self, tenant: &str, speaker: &str) -> Result<usize, ServiceError> {
-        let n = self.store.remove_replays_of(tenant, speaker)?;
-        if n > 0 {
-            self.load_replays(Some(tenant))?;
+        let ids = self.store.remove_replays_of(tenant, speaker)?;
+        if !ids.is_empty()
+            && let Some(index) = self.replay.lock().map_err(lock_err)?.get_mut(tenant)
+        {
+            index.remove_ids(&ids);
         }
-        Ok(n)
+        Ok(ids.len())
     }
 
     /// The voiceprint to verify `speaker` against, or the non-answer when there is none. A

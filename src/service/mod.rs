@@ -155,7 +155,7 @@ pub async fn serve(
             }
             let loaded = sh.load_indexes()?;
             sh.prune_replays()?;
-            let replays = sh.load_replays(None)?;
+            let replays = sh.load_replays()?;
             Ok((loaded, sh.load_complaints()?, replays))
         })
         .await

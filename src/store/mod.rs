@@ -380,8 +380,9 @@ pub trait Store: Send + Sync {
     /// Returns how many went.
     fn prune_replays(&self, before_unix: i64, keep: usize) -> Result<usize, StoreError>;
 
-    /// Erases the fingerprints of recordings that claimed `speaker_id`. Returns how many went.
-    fn remove_replays_of(&self, tenant: &str, speaker_id: &str) -> Result<usize, StoreError>;
+    /// Erases the fingerprints of recordings that claimed `speaker_id`. Returns the decision ids
+    /// of those that went.
+    fn remove_replays_of(&self, tenant: &str, speaker_id: &str) -> Result<Vec<String>, StoreError>;
 
     /// Rewrites the storage so that deleted data no longer exists on disk.
     fn compact(&self) -> Result<(), StoreError>;

@@ -686,10 +686,10 @@ impl Store for RedbStore {
         Ok(doomed.len())
     }
 
-    fn remove_replays_of(&self, tenant: &str, speaker_id: &str) -> Result<usize, StoreError> {
+    fn remove_replays_of(&self, tenant: &str, speaker_id: &str) -> Result<Vec<String>, StoreError> {
         let db = self.read_db();
         let txn = db.begin_write().map_err(db_err)?;
-        let mut doomed = Vec::new();
+        let (mut doomed, mut ids) = (Vec::new(), Vec::new());
         {
             let mut table = txn.open_table(REPLAYS).map_err(db_err)?;
             let (lo, hi) = prefix_range(tenant);
@@ -704,6 +704,7 @@ impl Store for RedbStore {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 if record.speaker_id == speaker_id {
                     doomed.push(key.to_string());
+                    ids.push(record.decision_id);
                 }
             }
             for key in &doomed {
@@ -711,7 +712,7 @@ impl Store for RedbStore {
             }
         }
         txn.commit().map_err(db_err)?;
-        Ok(doomed.len())
+        Ok(ids)
     }
 
     fn compact(&self) -> Result<(), StoreError> {
@@ -1246,8 +1247,8 @@ mod tests {
         // Older than 150 s, and beyond the newest 2 per tenant.
         assert_eq!(s.prune_replays(150, 2).unwrap(), 3);
         assert_eq!(list(&s), ["t/d3", "t/d4"]);
-        assert_eq!(s.remove_replays_of("t", "ann").unwrap(), 1);
-        assert_eq!(s.remove_replays_of("u", "bob").unwrap(), 0);
+        assert_eq!(s.remove_replays_of("t", "ann").unwrap(), ["d3"]);
+        assert!(s.remove_replays_of("u", "bob").unwrap().is_empty());
         assert_eq!(list(&s), ["t/d4"]);
     }
 
