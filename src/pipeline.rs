@@ -74,8 +74,13 @@ pub struct EngineConfig {
     pub use_vad: bool,
     /// Voice activity detection settings.
     pub vad: VadOptions,
-    /// Below this much net speech no embedding is computed.
+    /// Below this much net speech no embedding is computed (unless
+    /// [`whole_utterance_fallback`](Self::whole_utterance_fallback) is set).
     pub min_embed_speech_seconds: f64,
+    /// When the VAD keeps less than `min_embed_speech_seconds`, embed every frame instead of
+    /// returning no embedding. Off in the service, whose gate answers `NOT_ENOUGH_SPEECH`; on in
+    /// evaluation, where a short side is a reported quality flag and not a reason to drop a trial.
+    pub whole_utterance_fallback: bool,
     /// Threads one embedding uses: 1 runs it on the calling thread, more split its time axis over
     /// the rayon pool (0 counts as 1). [`with_embed_threads`] overrides it per call.
     pub embed_threads: usize,
@@ -90,6 +95,7 @@ impl EngineConfig {
             use_vad: true,
             vad: VadOptions::default(),
             min_embed_speech_seconds: 0.5,
+            whole_utterance_fallback: false,
             embed_threads: 1,
         }
     }
@@ -100,6 +106,9 @@ impl EngineConfig {
 pub struct Analysis {
     /// The L2-normalised embedding; `None` when there was too little speech to compute one.
     pub embedding: Option<Vec<f32>>,
+    /// The VAD kept too little speech and the embedding is of the whole utterance
+    /// ([`EngineConfig::whole_utterance_fallback`]).
+    pub whole_utterance: bool,
     /// Signal quality measured on the decoded audio.
     pub quality: Quality,
 }
@@ -212,10 +221,12 @@ impl Engine {
             (report, None)
         };
         let quality = report.quality;
-        if quality.net_speech_seconds < self.config.min_embed_speech_seconds && self.config.use_vad
-        {
+        let too_short = self.config.use_vad
+            && quality.net_speech_seconds < self.config.min_embed_speech_seconds;
+        if too_short && !self.config.whole_utterance_fallback {
             return Ok(Analysis {
                 embedding: None,
+                whole_utterance: false,
                 quality,
             });
         }
@@ -224,7 +235,7 @@ impl Engine {
             Some(feats) => feats,
             None => self.fbank.compute(&samples),
         };
-        if self.config.use_vad {
+        if self.config.use_vad && !too_short {
             // The VAD grid (25 ms / 10 ms) gives the same frame count at every rate, so the mask
             // measured at the original rate lines up with the 16 kHz filterbank frames.
             let mask = if report.speech.len() == feats.num_frames() {
@@ -234,9 +245,17 @@ impl Engine {
             };
             feats = feats.select_rows(&mask);
         }
+        if too_short && feats.num_frames() < crate::embed::CamPlusPlus::MIN_FRAMES {
+            return Ok(Analysis {
+                embedding: None,
+                whole_utterance: too_short,
+                quality,
+            });
+        }
         let embedding = self.embed_features(feats)?;
         Ok(Analysis {
             embedding: Some(embedding),
+            whole_utterance: too_short,
             quality,
         })
     }

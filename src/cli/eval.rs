@@ -324,6 +324,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let mut config = EngineConfig::new(model_path);
     config.use_vad = !args.no_vad;
+    // A side with too little speech after VAD is still scored (whole utterance) and flagged by the
+    // quality gate; only `--gate` drops it, as the trial-list contract says.
+    config.whole_utterance_fallback = true;
     if let Some(dir) = &args.scoring_dir {
         config.scoring = ScoringSource::Dir(dir.clone());
     }
@@ -336,6 +339,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .map(EmbeddingCache::open)
         .transpose()?;
     let use_vad = !args.no_vad;
+    let min_embed = engine.config().min_embed_speech_seconds;
     let started = Instant::now();
     let bar = progress(inputs.len());
     let hits = std::sync::atomic::AtomicUsize::new(0);
@@ -347,6 +351,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 .and_then(|_| cache_key(engine.model_version(), use_vad, input));
             if let (Some(c), Some(k)) = (&cache, &key)
                 && let Some(entry) = c.get(k)
+                // Entries without an embedding predate the whole-utterance fallback.
+                && entry.embedding_bits.is_some()
             {
                 hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 bar.inc(1);
@@ -421,10 +427,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             for (i, side) in [(e, ee), (s, ss)] {
                 if side.error.is_none() && side.net_speech < args.min_speech {
                     gated.push(format!(
-                        "{}: {:.2} s net speech < {:.2} s",
+                        "{}: {:.2} s net speech < {:.2} s{}",
                         describe(i),
                         side.net_speech,
-                        args.min_speech
+                        args.min_speech,
+                        if use_vad && side.net_speech < min_embed {
+                            " (whole utterance embedded)"
+                        } else {
+                            ""
+                        }
                     ));
                 }
             }

@@ -267,3 +267,91 @@ fn eval_embeddings_cache_reuses_every_file_and_gives_the_same_scores() {
     ]);
     assert_eq!(json_of(&out)["cache_hits"], 0);
 }
+
+/// 16-bit mono PCM WAV bytes.
+fn pcm16_wav(samples: &[i16], rate: u32) -> Vec<u8> {
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + samples.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// The samples of a 16-bit mono fixture WAV (its `data` chunk).
+fn pcm16_samples(path: &Path) -> Vec<i16> {
+    let bytes = std::fs::read(path).expect("read fixture");
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data chunk");
+    bytes[at + 8..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+#[test]
+fn eval_scores_a_side_with_too_little_speech_and_only_gate_drops_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["allison_a.wav", "allison_b.wav", "carlo_a.wav"] {
+        std::fs::copy(fixtures().join(name), dir.path().join(name)).expect("copy fixture");
+    }
+    // 0.3 s of Allison's speech between two seconds of silence: under the 0.5 s the VAD path
+    // needs for an embedding, so the whole utterance is embedded and the side is gated.
+    let speech = pcm16_samples(&fixtures().join("allison_b.wav"));
+    let mid = speech.len() / 2;
+    let mut short = vec![0i16; 16_000];
+    short.splice(8_000..8_000, speech[mid..mid + 2_400].iter().copied());
+    std::fs::write(dir.path().join("short.wav"), pcm16_wav(&short, 8_000)).expect("write");
+    let trials = dir.path().join("trials.csv");
+    std::fs::write(
+        &trials,
+        "enroll,test,target\nallison_a.wav,allison_b.wav,1\nallison_a.wav,short.wav,1\n\
+         carlo_a.wav,allison_b.wav,0\ncarlo_a.wav,short.wav,0\n",
+    )
+    .expect("write list");
+    let trials = trials.to_str().expect("utf-8 path");
+
+    let r = json_of(&voiceprint(&[
+        "eval",
+        "--trials",
+        trials,
+        "--json",
+        "--verbose",
+    ]));
+    assert_eq!(r["unscored"], 0, "{r}");
+    assert_eq!(r["scored_trials"], 4, "{r}");
+    assert_eq!(r["gated"], 2, "{r}");
+    let gated = r["gated_trials"]
+        .as_array()
+        .expect("--verbose lists gated trials");
+    assert!(
+        gated
+            .iter()
+            .all(|g| g["reason"].as_str().unwrap_or("").contains("short.wav")
+                && g["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("whole utterance embedded")),
+        "{gated:?}"
+    );
+
+    let r = json_of(&voiceprint(&[
+        "eval", "--trials", trials, "--json", "--gate",
+    ]));
+    assert_eq!(r["scored_trials"], 2, "{r}");
+    assert_eq!(r["gate_applied"], true);
+}
