@@ -8,7 +8,7 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use voiceprint::score::{Prepared, Scorer, l2_normalize};
+use voiceprint::score::{Prepared, Scorer, Thresholds, l2_normalize};
 use voiceprint::service::Index;
 
 const DIM: usize = 192;
@@ -20,12 +20,13 @@ fn print(rng: &mut StdRng) -> Prepared {
         embedding: e,
         cohort_mean: rng.random_range(0.0..0.2),
         cohort_std: rng.random_range(0.05..0.1),
+        channel: None,
     }
 }
 
 fn bench(c: &mut Criterion) {
     let scorer = Scorer::builtin().unwrap();
-    let far1 = scorer.llr_threshold(0.01).unwrap();
+    let far1 = scorer.thresholds(0.01).unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let probe = print(&mut rng);
     let mut g = c.benchmark_group("identify");
@@ -36,9 +37,12 @@ fn bench(c: &mut Criterion) {
             let key = format!("speaker-{:06}", index.len());
             assert!(index.upsert(&key, &print(&mut rng)));
         }
-        for (label, threshold) in [("open", far1), ("all", f64::NEG_INFINITY)] {
+        for (label, threshold) in [
+            ("open", far1),
+            ("all", Thresholds::fixed(f64::NEG_INFINITY)),
+        ] {
             g.bench_with_input(BenchmarkId::new(label, size), &size, |b, _| {
-                b.iter(|| index.search(&scorer, &probe, threshold, 10))
+                b.iter(|| index.search(&scorer, &probe, &threshold, 10))
             });
         }
     }

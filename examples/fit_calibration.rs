@@ -12,7 +12,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use voiceprint::score::{self, CALIBRATION_FORMAT, Calibration};
+use voiceprint::embed::CamPlusPlus;
+use voiceprint::score::Calibration;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,24 +43,19 @@ fn main() -> anyhow::Result<()> {
             other => bail!("bad target value {other:?}"),
         }
     }
-    let fit = score::fit_calibration(&tar, &non, 0.5)?;
-    let calibration = Calibration {
-        format: CALIBRATION_FORMAT,
-        version: version.clone(),
-        model: "campplus-cn-en-common@92f29b94".into(),
-        asnorm: false,
-        cohort_top_n: score::DEFAULT_TOP_N,
-        slope: fit.slope,
-        offset: fit.offset,
-        nontarget_mean: fit.nontarget_mean,
-        nontarget_std: fit.nontarget_std,
-        nontarget_tail: score::nontarget_tail(&non),
-        trained_on: format!(
+    let calibration = Calibration::fitted(
+        &tar,
+        &non,
+        0.5,
+        version.clone(),
+        // The pinned checkpoint's identifier, as the engine reports it.
+        CamPlusPlus::version_for_digest(voiceprint::model::MODEL_SHA256),
+        format!(
             "{} target / {} non-target trials: {trained_on}; cosine scores, no normalisation",
             tar.len(),
             non.len()
         ),
-    };
+    )?;
     let out = PathBuf::from(out);
     std::fs::create_dir_all(&out)?;
     std::fs::write(
@@ -68,8 +64,8 @@ fn main() -> anyhow::Result<()> {
     )?;
     println!(
         "llr = {:.3}·cos {:+.3}; FAR 1 % at cos {:?}",
-        fit.slope,
-        fit.offset,
+        calibration.slope,
+        calibration.offset,
         calibration
             .nontarget_tail
             .iter()

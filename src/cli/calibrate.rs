@@ -10,7 +10,7 @@ use clap::Args;
 use rayon::prelude::*;
 use voiceprint::audio::DecodeOptions;
 use voiceprint::pipeline::{Engine, EngineConfig, ScoringSource};
-use voiceprint::score::{self, CALIBRATION_FORMAT, Calibration, Cohort, Prepared, Scorer};
+use voiceprint::score::{self, Calibration, Cohort, Prepared, Scorer};
 
 /// Arguments of `voiceprint calibrate`.
 #[derive(Args)]
@@ -250,6 +250,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
             embedding: e.clone(),
             cohort_mean: mean as f32,
             cohort_std: (var.sqrt() as f32).max(1e-4),
+            channel: None,
         })
     };
     let asnorm = Scorer::new(Some(cohort), None).with_top_n(top_n);
@@ -268,37 +269,35 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let pick = |s: &Scored| if use_asnorm { s.3 } else { s.2 };
     let tar: Vec<f64> = scored.iter().filter(|s| s.1).map(pick).collect();
     let non: Vec<f64> = scored.iter().filter(|s| !s.1).map(pick).collect();
-    let fit = score::fit_calibration(&tar, &non, args.prior)?;
     let calibration = Calibration {
-        format: CALIBRATION_FORMAT,
-        version: args.version.clone(),
-        model: engine.model_version().to_string(),
         asnorm: use_asnorm,
         cohort_top_n: top_n,
-        slope: fit.slope,
-        offset: fit.offset,
-        nontarget_mean: fit.nontarget_mean,
-        nontarget_std: fit.nontarget_std,
-        nontarget_tail: score::nontarget_tail(&non),
-        trained_on: format!(
-            "{} target / {} non-target trials from {}; {}",
-            tar.len(),
-            non.len(),
-            args.trials
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            if use_asnorm {
-                format!(
-                    "AS-norm (top {top_n}) against a cohort of {} embeddings from {} speakers, leaving the trial's speakers out",
-                    cohort_rows.len(),
-                    speaker_ids.len()
-                )
-            } else {
-                "cosine scores, no normalisation".to_string()
-            }
-        ),
+        ..Calibration::fitted(
+            &tar,
+            &non,
+            args.prior,
+            args.version.clone(),
+            engine.model_version().to_string(),
+            format!(
+                "{} target / {} non-target trials from {}; {}",
+                tar.len(),
+                non.len(),
+                args.trials
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if use_asnorm {
+                    format!(
+                        "AS-norm (top {top_n}) against a cohort of {} embeddings from {} speakers, leaving the trial's speakers out",
+                        cohort_rows.len(),
+                        speaker_ids.len()
+                    )
+                } else {
+                    "cosine scores, no normalisation".to_string()
+                }
+            ),
+        )?
     };
     std::fs::create_dir_all(&args.out)?;
     voiceprint::npy::write_f32(
@@ -323,7 +322,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
     }
-    let llr = |s: f64| fit.slope * s + fit.offset;
+    let llr = |s: f64| calibration.slope * s + calibration.offset;
     let report = |subset: &dyn Fn(usize) -> bool| -> anyhow::Result<serde_json::Value> {
         let part: Vec<_> = scored.iter().filter(|s| subset(s.0)).collect();
         let split = |f: &dyn Fn(&Scored) -> f64, target: bool| -> Vec<f64> {

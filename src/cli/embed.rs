@@ -43,7 +43,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     let decoded = voiceprint::audio::decode_file(&args.audio, &opts)
         .with_context(|| format!("cannot decode {}", args.audio.display()))?;
     let analysis = engine
-        .analyze_waveform(&decoded.waveform)
+        .analyze_decoded(&decoded)
         .with_context(|| format!("cannot analyse {}", args.audio.display()))?;
     let embedding = if args.raw {
         engine
@@ -67,6 +67,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
             "quality": quality,
             "model": engine.model_version(),
             "mode": if args.raw { "raw" } else { "production" },
+            "channel": analysis.channel.name(),
         });
         println!("{out}");
     } else {
@@ -76,8 +77,12 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
             if args.raw { "raw" } else { "production" }
         );
         println!(
-            "duration {:.2} s, net speech {:.2} s, SNR {:.1} dB, clipping {:.4}",
-            q.duration_seconds, q.net_speech_seconds, q.snr_db, q.clipping_ratio
+            "duration {:.2} s, net speech {:.2} s, SNR {:.1} dB, clipping {:.4}, channel {}",
+            q.duration_seconds,
+            q.net_speech_seconds,
+            q.snr_db,
+            q.clipping_ratio,
+            analysis.channel.name()
         );
         let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
         println!("embedding ({} dims): {}", embedding.len(), values.join(" "));

@@ -12,12 +12,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use voiceprint::audio::{ChannelSelect, DecodeOptions};
+use voiceprint::audio::{ChannelSelect, DecodeOptions, decode_file};
 use voiceprint::eval::{
     DcfParams, DetSystem, ScoreSet, TrialList, actual_dcf, cllr, write_det_svg,
 };
 use voiceprint::pipeline::{Engine, EngineConfig, ScoringSource};
-use voiceprint::score::Prepared;
+use voiceprint::score::{Channel, Prepared};
 
 /// The service's default minimum of net speech per side of a verification, seconds.
 const DEFAULT_MIN_SPEECH_SECONDS: f64 = 1.0;
@@ -82,6 +82,10 @@ pub struct EvalArgs {
     /// Write per-trial scores as CSV (`line,target,raw,asnorm,llr,gated`) to this path.
     #[arg(long, value_name = "PATH.csv")]
     pub scores_out: Option<PathBuf>,
+    /// Calibrate every trial with the default calibration instead of the one for its channel
+    /// pairing (wideband/wideband, mixed, telephone/telephone).
+    #[arg(long)]
+    pub single_calibration: bool,
     /// Reuse and extend a cache of per-file embeddings (JSON lines), so that a file is embedded once
     /// across runs and trial lists. Entries are keyed by model version, VAD on/off, canonical path,
     /// channel, size and modification time; delete the file when the front end's code changes.
@@ -96,6 +100,9 @@ struct CacheEntry {
     net_speech: f64,
     /// `f32::to_bits` of the L2-normalised embedding (exact round trip); `None`: too little speech.
     embedding_bits: Option<Vec<u32>>,
+    /// The recording channel; absent in entries written before channels were detected.
+    #[serde(default)]
+    channel: Option<Channel>,
 }
 
 /// Embeddings of earlier runs, and the file new ones are appended to as they are computed (so an
@@ -327,6 +334,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     // A side with too little speech after VAD is still scored (whole utterance) and flagged by the
     // quality gate; only `--gate` drops it, as the trial-list contract says.
     config.whole_utterance_fallback = true;
+    config.channel_calibrations = !args.single_calibration;
     if let Some(dir) = &args.scoring_dir {
         config.scoring = ScoringSource::Dir(dir.clone());
     }
@@ -338,6 +346,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(EmbeddingCache::open)
         .transpose()?;
+    let prepare = |e: &[f32], channel: Option<Channel>| {
+        let mut p = scorer.prepare(e);
+        p.channel = channel;
+        p
+    };
     let use_vad = !args.no_vad;
     let min_embed = engine.config().min_embed_speech_seconds;
     let started = Instant::now();
@@ -354,6 +367,28 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 // Entries without an embedding predate the whole-utterance fallback.
                 && entry.embedding_bits.is_some()
             {
+                let opts = DecodeOptions {
+                    channel: *channel,
+                    ..DecodeOptions::default()
+                };
+                // Entries from before channel detection: find the channel (no embedding) and
+                // record it.
+                let detected = match entry.channel {
+                    Some(c) => Some(c),
+                    None => decode_file(&input.path, &opts)
+                        .ok()
+                        .and_then(|d| engine.detect_channel(&d).ok()),
+                };
+                if entry.channel.is_none()
+                    && let (Some(c), Some(k), Some(ch)) = (&cache, &key, detected)
+                {
+                    c.append(&CacheEntry {
+                        key: k.clone(),
+                        net_speech: entry.net_speech,
+                        embedding_bits: entry.embedding_bits.clone(),
+                        channel: Some(ch),
+                    })?;
+                }
                 hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 bar.inc(1);
                 let embedding: Option<Vec<f32>> = entry
@@ -363,7 +398,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 return Ok(Embedded {
                     net_speech: entry.net_speech,
                     error: embedding.is_none().then(|| "no speech to embed".to_owned()),
-                    prepared: embedding.map(|e| scorer.prepare(&e)),
+                    prepared: embedding.map(|e| prepare(&e, detected)),
                 });
             }
             let opts = DecodeOptions {
@@ -382,6 +417,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                                 .embedding
                                 .as_ref()
                                 .map(|e| e.iter().map(|x| x.to_bits()).collect()),
+                            channel: Some(a.channel),
                         })?;
                     }
                     Embedded {
@@ -390,7 +426,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                             .embedding
                             .is_none()
                             .then(|| "no speech to embed".to_owned()),
-                        prepared: a.embedding.map(|e| scorer.prepare(&e)),
+                        prepared: a.embedding.map(|e| prepare(&e, Some(a.channel))),
                     }
                 }
                 Err(e) => Embedded {
@@ -482,6 +518,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
         );
     }
+    let count_channel = |c: Channel| {
+        embedded
+            .iter()
+            .filter(|e| e.prepared.as_ref().and_then(|p| p.channel) == Some(c))
+            .count()
+    };
     let calibrated = scorer.is_calibrated();
     let mut configurations = serde_json::Map::new();
     for kind in ScoreKind::ALL {
@@ -502,7 +544,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         "calibrated": calibrated,
         "model": engine.model_version(),
         "scorer": scorer.version(),
+        "channel_calibrations": scorer.is_channel_aware(),
         "files": inputs.len(),
+        "files_by_channel": {
+            "wideband": count_channel(Channel::Wideband),
+            "telephone": count_channel(Channel::Telephone),
+        },
         "failed_files": embedded.iter().filter(|e| e.error.is_some()).count(),
         "embed_seconds": embed_seconds,
         "cache_hits": hits.load(std::sync::atomic::Ordering::Relaxed),

@@ -117,13 +117,21 @@ impl CamPlusPlus {
         let net = net::Net::load(&ck)?;
         Ok(Self {
             net,
-            version: format!("campplus-cn-en-common@{}", &digest[..8]),
+            version: Self::version_for_digest(&digest),
         })
     }
 
     /// Model identifier: name and the first 8 hex digits of the checkpoint's SHA-256.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The [`version`](Self::version) of the checkpoint with this SHA-256 (hex).
+    pub fn version_for_digest(sha256_hex: &str) -> String {
+        format!(
+            "campplus-cn-en-common@{}",
+            sha256_hex.get(..8).unwrap_or(sha256_hex)
+        )
     }
 
     /// Embeds a T × 80 fbank matrix with the per-utterance mean removed (see

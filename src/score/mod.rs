@@ -110,6 +110,58 @@ pub fn merge_embeddings(parts: &[(Vec<f32>, f64)]) -> Vec<f32> {
     out
 }
 
+/// The recording channel of one side of a comparison, as far as calibration cares.
+///
+/// Two telephone recordings share a band-pass and a codec, and that shared channel raises the
+/// cosine of *different* speakers: on the development set non-target cosines average 0.43 between
+/// two G.711 copies and 0.16 when one side is wideband. A calibration fitted on one pairing
+/// misstates the false-accept rate of another, so the scorer picks the calibration by the pair
+/// ([`ChannelPair`]) when both sides' channels are known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Channel {
+    /// Not telephone-band: studio, app or 16 kHz recordings, and linear PCM at 8 kHz whose
+    /// spectrum reaches below 300 Hz.
+    Wideband,
+    /// G.711 (µ-law/A-law) audio, or audio band-limited to the telephone band (300–3400 Hz).
+    Telephone,
+}
+
+impl Channel {
+    /// Lower-case name (`wideband`, `telephone`), as in configuration and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Wideband => "wideband",
+            Channel::Telephone => "telephone",
+        }
+    }
+}
+
+/// The channels of a compared pair; cosine is symmetric, so the order does not matter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChannelPair {
+    /// Both sides wideband.
+    Wideband,
+    /// One side wideband, the other telephone.
+    Mixed,
+    /// Both sides telephone.
+    Telephone,
+}
+
+impl ChannelPair {
+    /// The pair of two channels.
+    pub fn of(a: Channel, b: Channel) -> Self {
+        match (a, b) {
+            (Channel::Wideband, Channel::Wideband) => ChannelPair::Wideband,
+            (Channel::Telephone, Channel::Telephone) => ChannelPair::Telephone,
+            _ => ChannelPair::Mixed,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// An embedding made ready for scoring: unit length, with its AS-norm cohort statistics.
 ///
 /// This is what the store keeps per voiceprint.
@@ -121,6 +173,10 @@ pub struct Prepared {
     pub cohort_mean: f32,
     /// Standard deviation of those scores.
     pub cohort_std: f32,
+    /// The channel of the audio it came from; `None` when unknown (voiceprints stored before
+    /// channels were recorded), which scores with the scorer's default calibration.
+    #[serde(default)]
+    pub channel: Option<Channel>,
 }
 
 /// The outcome of comparing two prepared embeddings.
@@ -265,6 +321,34 @@ pub fn nontarget_tail(nontargets: &[f64]) -> Vec<[f64; 2]> {
 }
 
 impl Calibration {
+    /// A calibration of plain cosines (no AS-norm) fitted to labelled trial scores: logistic
+    /// regression at effective target prior `prior` ([`fit_calibration`]; 0.5 minimises Cllr) and
+    /// the non-target tail for target-FAR thresholds. Set `asnorm` and `cohort_top_n` afterwards
+    /// for normalised scores.
+    pub fn fitted(
+        targets: &[f64],
+        nontargets: &[f64],
+        prior: f64,
+        version: String,
+        model: String,
+        trained_on: String,
+    ) -> Result<Self, ScoreError> {
+        let fit = fit_calibration(targets, nontargets, prior)?;
+        Ok(Self {
+            format: CALIBRATION_FORMAT,
+            version,
+            model,
+            asnorm: false,
+            cohort_top_n: DEFAULT_TOP_N,
+            slope: fit.slope,
+            offset: fit.offset,
+            nontarget_mean: fit.nontarget_mean,
+            nontarget_std: fit.nontarget_std,
+            trained_on,
+            nontarget_tail: nontarget_tail(nontargets),
+        })
+    }
+
     /// Parses and checks a calibration file's contents.
     pub fn from_json(text: &str, origin: &str) -> Result<Self, ScoreError> {
         let calibration: Calibration =
@@ -307,13 +391,68 @@ pub const DEFAULT_TARGET_FAR: f64 = 0.01;
 pub struct Scorer {
     cohort: Option<Cohort>,
     calibration: Option<Calibration>,
+    /// Calibrations by [`ChannelPair`] (indexed by `ChannelPair::index`), used when both sides'
+    /// channels are known; `calibration` covers the rest.
+    by_pair: [Option<Calibration>; 3],
     top_n: usize,
     version: String,
+}
+
+/// LLR thresholds for one target false-accept rate: one per channel pair, and the default one for
+/// comparisons whose channels are not both known.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// The target false-accept rate they were computed for.
+    pub far: f64,
+    default: f64,
+    by_pair: [Option<f64>; 3],
+}
+
+impl Thresholds {
+    /// One LLR threshold for every pairing (an explicit threshold rather than a target FAR;
+    /// `far` is then NaN).
+    pub fn fixed(llr: f64) -> Self {
+        Self {
+            far: f64::NAN,
+            default: llr,
+            by_pair: [None; 3],
+        }
+    }
+
+    /// The threshold that applies to an enrolled print and a probe.
+    pub fn for_pair(&self, enrolled: Option<Channel>, test: Option<Channel>) -> f64 {
+        match (enrolled, test) {
+            (Some(a), Some(b)) => {
+                self.by_pair[ChannelPair::of(a, b).index()].unwrap_or(self.default)
+            }
+            _ => self.default,
+        }
+    }
+
+    /// The threshold for comparisons without known channels.
+    pub fn default_threshold(&self) -> f64 {
+        self.default
+    }
 }
 
 const BUILTIN_CALIBRATION: &str = include_str!("../../data/calibration.json");
 const BUILTIN_TELEPHONE_CALIBRATION: &str =
     include_str!("../../data/scoring/telephone-enrolment/calibration.json");
+/// Built-in calibrations by channel pair, in `ChannelPair` order.
+const BUILTIN_PAIR_CALIBRATIONS: [(&str, &str); 3] = [
+    (
+        "<builtin scoring/wideband/calibration.json>",
+        include_str!("../../data/scoring/wideband/calibration.json"),
+    ),
+    (
+        "<builtin scoring/mixed/calibration.json>",
+        include_str!("../../data/scoring/mixed/calibration.json"),
+    ),
+    (
+        "<builtin scoring/telephone-enrolment/calibration.json>",
+        BUILTIN_TELEPHONE_CALIBRATION,
+    ),
+];
 
 impl Scorer {
     /// Plain cosine scoring: no normalisation, no calibration (for experiments and evaluation).
@@ -321,6 +460,7 @@ impl Scorer {
         Self {
             cohort: None,
             calibration: None,
+            by_pair: [None, None, None],
             top_n: DEFAULT_TOP_N,
             version: "raw-cosine".into(),
         }
@@ -341,6 +481,7 @@ impl Scorer {
         Self {
             cohort,
             calibration,
+            by_pair: [None, None, None],
             top_n,
             version,
         }
@@ -397,15 +538,51 @@ impl Scorer {
     }
 
     fn builtin_from(json: &str) -> Result<Self, ScoreError> {
-        let calibration = Calibration::from_json(json, "<builtin calibration.json>")?;
-        if calibration.asnorm {
-            return Err(ScoreError::Calibration {
-                path: "<builtin calibration.json>".into(),
-                message: "the built-in calibration expects AS-norm, but no cohort is built in"
-                    .into(),
-            });
-        }
+        let calibration = builtin_calibration("<builtin calibration.json>", json)?;
         Ok(Self::new(None, Some(calibration)))
+    }
+
+    /// Adds the built-in calibrations by channel pair (`data/scoring/{wideband,mixed,
+    /// telephone-enrolment}`): a comparison whose two channels are known is calibrated for its
+    /// pairing, the rest with this scorer's calibration. Only for scorers of plain cosines (the
+    /// pair calibrations are fitted without AS-norm); others are returned unchanged.
+    pub fn with_builtin_channel_calibrations(mut self) -> Result<Self, ScoreError> {
+        if self.cohort.is_some() || self.calibration.as_ref().is_some_and(|c| c.asnorm) {
+            return Ok(self);
+        }
+        for (slot, (origin, json)) in self.by_pair.iter_mut().zip(BUILTIN_PAIR_CALIBRATIONS) {
+            *slot = Some(builtin_calibration(origin, json)?);
+        }
+        self.version = format!(
+            "{}+channels({})",
+            self.version,
+            self.by_pair
+                .iter()
+                .flatten()
+                .map(|c| c.version.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        Ok(self)
+    }
+
+    /// Whether comparisons of known channels use calibrations by channel pair.
+    pub fn is_channel_aware(&self) -> bool {
+        self.by_pair.iter().any(Option::is_some)
+    }
+
+    /// The calibration a comparison of these channels uses.
+    pub fn calibration_for(
+        &self,
+        enrolled: Option<Channel>,
+        test: Option<Channel>,
+    ) -> Option<&Calibration> {
+        match (enrolled, test) {
+            (Some(a), Some(b)) => self.by_pair[ChannelPair::of(a, b).index()]
+                .as_ref()
+                .or(self.calibration.as_ref()),
+            _ => self.calibration.as_ref(),
+        }
     }
 
     /// Uses only the `top_n` highest cohort scores for AS-norm.
@@ -417,6 +594,7 @@ impl Scorer {
     /// Drops the calibration (scores stay AS-normalised; LLR = normalised score).
     pub fn without_calibration(mut self) -> Self {
         self.calibration = None;
+        self.by_pair = [None, None, None];
         self.version = if self.cohort.is_some() {
             "asnorm-uncalibrated".into()
         } else {
@@ -445,7 +623,15 @@ impl Scorer {
         self.calibration.as_ref()
     }
 
-    /// Normalises an embedding and computes its cohort statistics.
+    /// Normalises an embedding of audio from a known channel and computes its cohort statistics.
+    pub fn prepare_from(&self, embedding: &[f32], channel: Channel) -> Prepared {
+        Prepared {
+            channel: Some(channel),
+            ..self.prepare(embedding)
+        }
+    }
+
+    /// Normalises an embedding (channel unknown) and computes its cohort statistics.
     pub fn prepare(&self, embedding: &[f32]) -> Prepared {
         let mut unit = embedding.to_vec();
         l2_normalize(&mut unit);
@@ -459,6 +645,7 @@ impl Scorer {
             embedding: unit,
             cohort_mean,
             cohort_std,
+            channel: None,
         }
     }
 
@@ -476,16 +663,36 @@ impl Scorer {
         } else {
             f64::from(raw)
         };
-        let llr = self.llr(norm);
+        let llr = match self.calibration_for(enrolled.channel, test.channel) {
+            Some(c) => c.slope * norm + c.offset,
+            None => norm,
+        };
         Score { raw, norm, llr }
     }
 
-    /// Maps a normalised score to a calibrated LLR (identity when uncalibrated).
+    /// Maps a normalised score to a calibrated LLR with the default calibration (identity when
+    /// uncalibrated).
     pub fn llr(&self, norm: f64) -> f64 {
         match &self.calibration {
             Some(c) => c.slope * norm + c.offset,
             None => norm,
         }
+    }
+
+    /// The LLR thresholds for a target false-accept rate, per channel pair.
+    pub fn thresholds(&self, target_far: f64) -> Result<Thresholds, ScoreError> {
+        let default = self.llr_threshold(target_far)?;
+        let mut by_pair = [None; 3];
+        for (slot, c) in by_pair.iter_mut().zip(&self.by_pair) {
+            if let Some(c) = c {
+                *slot = Some(threshold_of(Some(c), target_far));
+            }
+        }
+        Ok(Thresholds {
+            far: target_far,
+            default,
+            by_pair,
+        })
     }
 
     /// The LLR threshold whose expected false-accept rate is `target_far`.
@@ -496,17 +703,30 @@ impl Scorer {
         if !(target_far > 0.0 && target_far <= 0.5) {
             return Err(ScoreError::InvalidFar(target_far));
         }
-        let (mean, std) = self
-            .calibration
-            .as_ref()
-            .map_or((0.0, 1.0), |c| (c.nontarget_mean, c.nontarget_std));
-        let gaussian = mean + std * probit(1.0 - target_far);
-        let empirical = self
-            .calibration
-            .as_ref()
-            .and_then(|c| tail_score(&c.nontarget_tail, target_far));
-        Ok(self.llr(empirical.map_or(gaussian, |e| e.max(gaussian))))
+        Ok(threshold_of(self.calibration.as_ref(), target_far))
     }
+}
+
+/// A built-in calibration file, which must calibrate plain cosines (no cohort is built in).
+fn builtin_calibration(origin: &str, json: &str) -> Result<Calibration, ScoreError> {
+    let calibration = Calibration::from_json(json, origin)?;
+    if calibration.asnorm {
+        return Err(ScoreError::Calibration {
+            path: origin.into(),
+            message: "the built-in calibration expects AS-norm, but no cohort is built in".into(),
+        });
+    }
+    Ok(calibration)
+}
+
+/// The LLR threshold of one calibration (or of none: a standard-normal non-target model on the
+/// normalised score) for a FAR already checked to be in (0, 0.5].
+fn threshold_of(calibration: Option<&Calibration>, target_far: f64) -> f64 {
+    let (mean, std) = calibration.map_or((0.0, 1.0), |c| (c.nontarget_mean, c.nontarget_std));
+    let gaussian = mean + std * probit(1.0 - target_far);
+    let empirical = calibration.and_then(|c| tail_score(&c.nontarget_tail, target_far));
+    let norm = empirical.map_or(gaussian, |e| e.max(gaussian));
+    calibration.map_or(norm, |c| c.slope * norm + c.offset)
 }
 
 /// The score at `far` on a tabulated tail, interpolated linearly in log FAR; `None` outside it.
@@ -552,6 +772,55 @@ mod tests {
             cos_at(&builtin)
         );
         assert!((cos_at(&tel) - 0.725).abs() < 0.01, "{}", cos_at(&tel));
+    }
+
+    /// With the built-in channel calibrations, each pairing is calibrated and thresholded on its
+    /// own: telephone/telephone needs the highest cosine for 1 % FAR (its non-targets score
+    /// highest), and unknown channels fall back to the default calibration.
+    #[test]
+    fn channel_pairs_pick_their_own_calibration() {
+        let plain = Scorer::builtin().unwrap();
+        let s = Scorer::builtin()
+            .unwrap()
+            .with_builtin_channel_calibrations()
+            .unwrap();
+        assert!(s.is_channel_aware() && !plain.is_channel_aware());
+        let (w, t) = (Some(Channel::Wideband), Some(Channel::Telephone));
+        let th = s.thresholds(0.01).unwrap();
+        let cos_at = |e, p| {
+            let c = s.calibration_for(e, p).unwrap();
+            (th.for_pair(e, p) - c.offset) / c.slope
+        };
+        assert!(
+            cos_at(t, t) > cos_at(w, w) + 0.1,
+            "{} {}",
+            cos_at(t, t),
+            cos_at(w, w)
+        );
+        assert!(cos_at(t, t) > cos_at(w, t) + 0.1);
+        // Cosine is symmetric: so is the pairing.
+        assert_eq!(th.for_pair(w, t), th.for_pair(t, w));
+        assert_eq!(th.for_pair(None, t), plain.llr_threshold(0.01).unwrap());
+        assert_eq!(th.default_threshold(), plain.llr_threshold(0.01).unwrap());
+
+        // Scores: the pair's calibration when both channels are known, the default otherwise.
+        let e = unit(1, 192);
+        let mut a = s.prepare_from(&e, Channel::Telephone);
+        let b = s.prepare_from(&unit(2, 192), Channel::Telephone);
+        let c = s.calibration_for(t, t).unwrap();
+        let sc = s.score(&a, &b);
+        assert!((sc.llr - (c.slope * sc.norm + c.offset)).abs() < 1e-12);
+        a.channel = None;
+        assert_eq!(s.score(&a, &b).llr, plain.score(&a, &b).llr);
+        // Dropping the calibration drops the pair calibrations too.
+        let raw = s.clone().without_calibration();
+        assert!(!raw.is_channel_aware());
+        assert_eq!(
+            raw.score(&s.prepare_from(&e, Channel::Wideband), &b).llr,
+            raw.score(&a, &b).norm
+        );
+        // A fixed threshold applies to every pairing.
+        assert_eq!(Thresholds::fixed(2.5).for_pair(t, t), 2.5);
     }
 
     fn unit(seed: u64, dim: usize) -> Vec<f32> {

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::pipeline::Analysis;
 use crate::proto::v1 as pb;
-use crate::score::{Prepared, Score};
+use crate::score::{Prepared, Score, Thresholds};
 use crate::service::error::ServiceError;
 use crate::store::validate_id;
 
@@ -42,7 +42,7 @@ struct Job {
     shared: Arc<Shared>,
     tenant: String,
     request_id: Option<String>,
-    threshold: f64,
+    thresholds: Thresholds,
     top_k: usize,
 }
 
@@ -77,14 +77,14 @@ impl VoiceprintService {
                 s.config.max_batch_complaints
             )));
         }
-        let (_, threshold) = s.threshold(r.target_far)?;
+        let thresholds = s.thresholds(r.target_far)?;
         let top_k = s.top_k(r.top_k)?;
         let in_flight = s.config.effective_workers().max(1);
         let job = Arc::new(Job {
             shared: Arc::clone(&self.shared),
             tenant,
             request_id: rid,
-            threshold,
+            thresholds,
             top_k,
         });
         let (tx, rx) = mpsc::channel(in_flight);
@@ -211,11 +211,15 @@ async fn try_match(
         Ok(p) => (None, Some(p.prepared)),
         Err(d) => (Some(d), None),
     };
+    let print_channel = print.as_ref().and_then(|p| p.channel);
 
     let matched = analyze_and_search(job, index, Arc::new(audio), opts, print).await?;
     let mut ev = s.audit(&job.tenant, "batch_match", "", job.request_id.clone());
     ev.speaker_id = Some(c.customer_id.clone());
-    ev.threshold = Some(job.threshold);
+    let threshold = job
+        .thresholds
+        .for_pair(print_channel, Some(matched.analysis.channel));
+    ev.threshold = Some(threshold);
     let mut result = pb::BatchMatchResult {
         complaint_id: c.complaint_id,
         customer_id: c.customer_id,
@@ -233,7 +237,7 @@ async fn try_match(
             ev.score = Some(score.norm);
             ev.llr = Some(score.llr);
             touch = Some(now_unix());
-            if score.llr >= job.threshold {
+            if score.llr >= threshold {
                 pb::Decision::Accept
             } else {
                 pb::Decision::Reject
@@ -304,7 +308,7 @@ async fn analyze_and_search(
                     });
                 };
                 let scorer = s.engine.scorer();
-                let probe = scorer.prepare(embedding);
+                let probe = scorer.prepare_from(embedding, analysis.channel);
                 let print: &Option<Prepared> = &print;
                 let score = print.as_ref().map(|p| scorer.score(p, &probe));
                 let hits = search_all(&j, &probe)?;
@@ -339,7 +343,7 @@ fn search_all(job: &Job, probe: &Prepared) -> Result<Vec<pb::Hit>, ServiceError>
     if let Some(index) = s.speakers.read().map_err(lock_err)?.get(&job.tenant) {
         hits.extend(
             index
-                .search(scorer, probe, job.threshold, job.top_k)
+                .search(scorer, probe, &job.thresholds, job.top_k)
                 .into_iter()
                 .map(|h| (format!("speaker:{}", h.key), h.score)),
         );
@@ -350,7 +354,7 @@ fn search_all(job: &Job, probe: &Prepared) -> Result<Vec<pb::Hit>, ServiceError>
         }
         hits.extend(
             index
-                .search(scorer, probe, job.threshold, job.top_k)
+                .search(scorer, probe, &job.thresholds, job.top_k)
                 .into_iter()
                 .map(|h| (format!("watchlist:{watchlist}/{}", h.key), h.score)),
         );

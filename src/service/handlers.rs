@@ -18,7 +18,7 @@ use crate::pipeline::{Analysis, Engine, PipelineError};
 use crate::proto::v1 as pb;
 use crate::quality::Quality;
 use crate::replay::{self, Fingerprint, ReplayConfig, ReplayIndex};
-use crate::score::{Prepared, Score, merge_embeddings};
+use crate::score::{Channel, Prepared, Score, Thresholds, merge_embeddings};
 use crate::store::{
     AuditEvent, EnrollmentPart, ReplayRecord, SpeakerChange, SpeakerMeta, SpeakerRecord,
     SpeakerState, Store, StoreError, Voiceprint, WatchlistEntry, WatchlistMeta, validate_id,
@@ -303,9 +303,7 @@ impl Shared {
                 let audio_err = |source| ServiceError::Audio { index: 0, source };
                 let decoded = crate::audio::decode(&audio.data, &opts)
                     .map_err(|e| audio_err(PipelineError::from(e)))?;
-                let analysis = engine
-                    .analyze_waveform(&decoded.waveform)
-                    .map_err(audio_err)?;
+                let analysis = engine.analyze_decoded(&decoded).map_err(audio_err)?;
                 let w = &decoded.waveform;
                 // Audio the fingerprinter refuses (too long, odd rate) is simply not checked.
                 let fp = fingerprint
@@ -446,16 +444,22 @@ impl Shared {
         })
     }
 
-    /// Scores `embedding` against `print` and fills the decision, reason, score and LLR of `resp`.
+    /// Scores `embedding` (audio of `channel`, if known) against `print` and fills the decision, reason,
+    /// score, LLR and the threshold of their channel pairing in `resp`.
     pub(crate) fn decide(
         &self,
         print: &Voiceprint,
         embedding: &[f32],
-        threshold: f64,
+        channel: Option<Channel>,
+        thresholds: &Thresholds,
         resp: &mut pb::VerifyResponse,
     ) -> Score {
         let scorer = self.engine.scorer();
-        let score = scorer.score(&print.prepared, &scorer.prepare(embedding));
+        let mut probe = scorer.prepare(embedding);
+        probe.channel = channel;
+        let score = scorer.score(&print.prepared, &probe);
+        let threshold = thresholds.for_pair(print.prepared.channel, channel);
+        resp.threshold = threshold;
         resp.score = score.norm;
         resp.llr = score.llr;
         let accept = score.llr >= threshold;
@@ -520,15 +524,21 @@ impl Shared {
         }
     }
 
-    pub(super) fn threshold(&self, target_far: Option<f64>) -> Result<(f64, f64), ServiceError> {
+    /// The LLR thresholds for a request's target FAR (the configured default when absent).
+    pub(super) fn thresholds(&self, target_far: Option<f64>) -> Result<Thresholds, ServiceError> {
         let far = target_far.unwrap_or(self.config.default_target_far);
-        let threshold = self
-            .engine
+        self.engine
             .scorer()
-            .llr_threshold(far)
-            .map_err(|e| ServiceError::InvalidArgument(format!("target_far: {e}")))?;
-        Ok((far, threshold))
+            .thresholds(far)
+            .map_err(|e| ServiceError::InvalidArgument(format!("target_far: {e}")))
     }
+}
+
+/// The channel all of `channels` share; `None` when they differ, any is unknown, or there are none.
+fn common_channel(channels: impl IntoIterator<Item = Option<Channel>>) -> Option<Channel> {
+    let mut it = channels.into_iter();
+    let first = it.next()??;
+    it.all(|c| c == Some(first)).then_some(first)
 }
 
 /// The audio encoding a proto `Encoding` value names.
@@ -702,6 +712,12 @@ impl VoiceprintService {
         }
         let analyses = s.analyze(r.audio).await?;
         let quality: Vec<pb::Quality> = analyses.iter().map(|a| quality_pb(&a.quality)).collect();
+        let new_channel = common_channel(
+            analyses
+                .iter()
+                .filter(|a| a.embedding.is_some())
+                .map(|a| Some(a.channel)),
+        );
         let new_parts: Vec<EnrollmentPart> = analyses
             .into_iter()
             .filter_map(|a| {
@@ -727,15 +743,16 @@ impl VoiceprintService {
             let decision_id = ev.decision_id.clone();
             let mut ev = Some(ev);
             let mut change = |cur: Option<SpeakerRecord>| -> Result<(SpeakerChange, Option<AuditEvent>), StoreError> {
-                let (mut meta, mut parts) = match cur {
+                let (mut meta, mut parts, old_channel) = match cur {
                     Some(rec) if rec.meta.state == SpeakerState::OptedOut => {
                         return Err(StoreError::Precondition(format!("speaker {speaker_id:?} has opted out")));
                     }
                     // Embeddings of another model are not comparable: start over.
                     Some(rec) if !overwrite && rec.meta.state != SpeakerState::Expired && rec.meta.model_version == model => {
-                        (rec.meta, rec.print.map(|p| p.parts).unwrap_or_default())
+                        let channel = rec.print.as_ref().and_then(|p| p.prepared.channel);
+                        (rec.meta, rec.print.map(|p| p.parts).unwrap_or_default(), channel)
                     }
-                    Some(rec) => (rec.meta, Vec::new()),
+                    Some(rec) => (rec.meta, Vec::new(), None),
                     None => (
                         SpeakerMeta {
                             state: SpeakerState::Enrolling,
@@ -748,7 +765,16 @@ impl VoiceprintService {
                             consent_reference: None,
                         },
                         Vec::new(),
+                        None,
                     ),
+                };
+                // A print merged from audio of different channels has no single pairing.
+                let channel = if parts.is_empty() {
+                    new_channel
+                } else if new_parts.is_empty() {
+                    old_channel
+                } else {
+                    common_channel([old_channel, new_channel])
                 };
                 parts.extend(new_parts.iter().cloned());
                 let net: f64 = parts.iter().map(|p| p.net_speech_seconds).sum();
@@ -767,7 +793,8 @@ impl VoiceprintService {
                 } else {
                     let weighted: Vec<(Vec<f32>, f64)> =
                         parts.iter().map(|p| (p.embedding.clone(), p.net_speech_seconds)).collect();
-                    let prepared = s.engine.scorer().prepare(&merge_embeddings(&weighted));
+                    let mut prepared = s.engine.scorer().prepare(&merge_embeddings(&weighted));
+                    prepared.channel = channel;
                     Some(Voiceprint { parts, prepared })
                 };
                 outcome = Some((net, complete, print.as_ref().filter(|_| complete).map(|p| p.prepared.clone())));
@@ -813,14 +840,15 @@ impl VoiceprintService {
         let audio = r
             .audio
             .ok_or_else(|| ServiceError::InvalidArgument("audio is required".into()))?;
-        let (far, threshold) = s.threshold(r.target_far)?;
+        let thresholds = s.thresholds(r.target_far)?;
+        let threshold = thresholds.default_threshold();
         // Reject malformed audio fields even when the speaker turns out not to be enrolled.
         s.decode_options(0, &audio)?;
 
         let print = s.print_for_verify(&tenant, &r.speaker_id).await?;
         let mut resp = pb::VerifyResponse {
             threshold,
-            target_far: far,
+            target_far: thresholds.far,
             r#final: true,
             ..Default::default()
         };
@@ -841,7 +869,8 @@ impl VoiceprintService {
                         resp.reason = pb::DecisionReason::ReasonLowQuality as i32;
                     }
                     Some(e) => {
-                        let score = s.decide(&print, &e, threshold, &mut resp);
+                        let score = s.decide(&print, &e, Some(a.channel), &thresholds, &mut resp);
+                        ev.threshold = Some(resp.threshold);
                         ev.score = Some(score.norm);
                         ev.llr = Some(score.llr);
                         touch = Some(now_unix());
@@ -876,7 +905,7 @@ impl VoiceprintService {
         let audio = r
             .audio
             .ok_or_else(|| ServiceError::InvalidArgument("audio is required".into()))?;
-        let (_, threshold) = s.threshold(r.target_far)?;
+        let thresholds = s.thresholds(r.target_far)?;
         let top_k = s.top_k(r.top_k)?;
         if let Some(wl) = &r.watchlist_id {
             validate_id("watchlist_id", wl)?;
@@ -890,6 +919,9 @@ impl VoiceprintService {
         let a = a
             .pop()
             .ok_or_else(|| ServiceError::Internal("no analysis".into()))?;
+        // Rows are thresholded for their own pairing with the probe; the response states the one
+        // for prints enrolled from the probe's channel.
+        let threshold = thresholds.for_pair(Some(a.channel), Some(a.channel));
         let mut resp = pb::IdentifyResponse {
             threshold,
             quality: Some(quality_pb(&a.quality)),
@@ -907,22 +939,23 @@ impl VoiceprintService {
             Some(e) => {
                 let shared = Arc::clone(&self.shared);
                 let (t2, wl) = (tenant.clone(), r.watchlist_id.clone());
+                let channel = a.channel;
                 let hits: Vec<Hit> = s
                     .pool
                     .run(move || -> Result<Vec<Hit>, ServiceError> {
                         let scorer = shared.engine.scorer();
-                        let probe = scorer.prepare(&e);
+                        let probe = scorer.prepare_from(&e, channel);
                         Ok(match wl {
                             Some(wl) => {
                                 let idx = shared.watchlists.read().map_err(lock_err)?;
                                 idx.get(&(t2, wl))
-                                    .map(|i| i.search(scorer, &probe, threshold, top_k))
+                                    .map(|i| i.search(scorer, &probe, &thresholds, top_k))
                                     .unwrap_or_default()
                             }
                             None => {
                                 let idx = shared.speakers.read().map_err(lock_err)?;
                                 idx.get(&t2)
-                                    .map(|i| i.search(scorer, &probe, threshold, top_k))
+                                    .map(|i| i.search(scorer, &probe, &thresholds, top_k))
                                     .unwrap_or_default()
                             }
                         })
@@ -1040,7 +1073,7 @@ impl VoiceprintService {
                     )));
                 };
                 (
-                    s.engine.scorer().prepare(&e),
+                    s.engine.scorer().prepare_from(&e, a.channel),
                     Some(quality_pb(&a.quality)),
                     None,
                 )

@@ -5,7 +5,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::score::{Prepared, Score, Scorer, dot};
+use crate::score::{Channel, Prepared, Score, Scorer, Thresholds, dot};
 
 /// One searchable set of voiceprints.
 #[derive(Debug, Default, Clone)]
@@ -16,6 +16,7 @@ pub struct Index {
     matrix: Vec<f32>,
     means: Vec<f32>,
     stds: Vec<f32>,
+    channels: Vec<Option<Channel>>,
 }
 
 /// A search hit.
@@ -72,6 +73,7 @@ impl Index {
                 self.matrix[i * self.dim..(i + 1) * self.dim].copy_from_slice(&p.embedding);
                 self.means[i] = p.cohort_mean;
                 self.stds[i] = p.cohort_std;
+                self.channels[i] = p.channel;
             }
             None => {
                 self.pos.insert(key.to_string(), self.keys.len());
@@ -79,6 +81,7 @@ impl Index {
                 self.matrix.extend_from_slice(&p.embedding);
                 self.means.push(p.cohort_mean);
                 self.stds.push(p.cohort_std);
+                self.channels.push(p.channel);
             }
         }
         true
@@ -96,6 +99,7 @@ impl Index {
                 .copy_within(last * dim..(last + 1) * dim, i * dim);
             self.means[i] = self.means[last];
             self.stds[i] = self.stds[last];
+            self.channels[i] = self.channels[last];
             self.keys[i] = moved.clone();
             self.pos.insert(moved, i);
         }
@@ -103,15 +107,17 @@ impl Index {
         self.matrix.truncate(last * self.dim);
         self.means.pop();
         self.stds.pop();
+        self.channels.pop();
         true
     }
 
-    /// The best `top_k` rows with `llr >= threshold`, best (highest normalised score) first.
+    /// The best `top_k` rows whose LLR reaches the threshold of their channel pairing with the
+    /// probe, best (highest normalised score) first.
     pub fn search(
         &self,
         scorer: &Scorer,
         probe: &Prepared,
-        threshold: f64,
+        thresholds: &Thresholds,
         top_k: usize,
     ) -> Vec<Hit> {
         if top_k == 0 || self.is_empty() || probe.embedding.len() != self.dim {
@@ -124,12 +130,14 @@ impl Index {
             embedding: Vec::new(),
             cohort_mean: 0.0,
             cohort_std: 1.0,
+            channel: None,
         };
         for (i, chunk) in self.matrix.chunks_exact(self.dim).enumerate() {
             row.cohort_mean = self.means[i];
             row.cohort_std = self.stds[i];
+            row.channel = self.channels[i];
             let s = scorer.score_raw(dot(chunk, &probe.embedding), &row, probe);
-            if s.llr < threshold || !s.llr.is_finite() {
+            if s.llr < thresholds.for_pair(row.channel, probe.channel) || !s.llr.is_finite() {
                 continue;
             }
             if heap.len() < top_k {
@@ -176,7 +184,7 @@ mod tests {
         }
         assert_eq!(idx.len(), 50);
         let probe = s.prepare(&unit(7));
-        let hits = idx.search(&s, &probe, f64::NEG_INFINITY, 3);
+        let hits = idx.search(&s, &probe, &Thresholds::fixed(f64::NEG_INFINITY), 3);
         assert_eq!(hits.len(), 3);
         assert_eq!(hits[0].key, "s7");
         assert!(
@@ -193,18 +201,23 @@ mod tests {
         );
         // Open set: a threshold above the best llr gives nothing.
         assert!(
-            idx.search(&s, &probe, hits[0].score.llr + 1.0, 3)
+            idx.search(&s, &probe, &Thresholds::fixed(hits[0].score.llr + 1.0), 3)
                 .is_empty()
         );
         assert!(idx.remove("s7"));
         assert!(!idx.remove("s7"));
         assert_eq!(idx.len(), 49);
-        let hits = idx.search(&s, &probe, f64::NEG_INFINITY, 1);
+        let hits = idx.search(&s, &probe, &Thresholds::fixed(f64::NEG_INFINITY), 1);
         assert_ne!(hits[0].key, "s7");
         // The moved row is still found under its own key.
         assert!(idx.remove("s49"));
         assert!(idx.upsert("s49", &s.prepare(&unit(49))));
-        let hits = idx.search(&s, &s.prepare(&unit(49)), f64::NEG_INFINITY, 1);
+        let hits = idx.search(
+            &s,
+            &s.prepare(&unit(49)),
+            &Thresholds::fixed(f64::NEG_INFINITY),
+            1,
+        );
         assert_eq!(hits[0].key, "s49");
         assert!(!idx.upsert("bad", &s.prepare(&[1.0, 0.0])));
     }

@@ -24,9 +24,11 @@ use super::handlers::{
     lock_err, now_unix, quality_pb,
 };
 use super::work::blocking;
+use crate::audio::Encoding;
 use crate::live::{LiveError, LiveOptions, LiveSession};
 use crate::proto::v1 as pb;
 use crate::replay::Fingerprint;
+use crate::score::{Channel, Thresholds};
 use crate::store::{AuditEvent, Voiceprint, validate_id};
 
 /// Responses buffered towards a slow client before the stream stops reading audio.
@@ -62,14 +64,21 @@ pub(super) async fn start(
     let opts = live_options(&shared, &cfg)?;
     // Built before the speaker lookup so that a bad stream layout is refused in any case.
     let session = LiveSession::new(Arc::clone(&shared.engine), opts).map_err(live_error)?;
-    let (far, threshold) = shared.threshold(cfg.target_far)?;
+    let thresholds = shared.thresholds(cfg.target_far)?;
+    let threshold = thresholds.default_threshold();
+    // G.711 is telephone whatever it carries; linear PCM streams are scored as of unknown channel.
+    let channel = matches!(
+        encoding_from_pb(cfg.encoding),
+        Ok(Encoding::Mulaw | Encoding::Alaw)
+    )
+    .then_some(Channel::Telephone);
 
     let mut ev = shared.audit(&tenant, "stream_verify", "", rid);
     ev.speaker_id = Some(cfg.speaker_id.clone());
     ev.threshold = Some(threshold);
     let template = pb::VerifyResponse {
         threshold,
-        target_far: far,
+        target_far: thresholds.far,
         decision_id: ev.decision_id.clone(),
         ..Default::default()
     };
@@ -96,6 +105,8 @@ pub(super) async fn start(
         speaker: cfg.speaker_id,
         print,
         template,
+        thresholds,
+        channel,
         session: Arc::new(Mutex::new(session)),
         tx,
         ev: Some(ev),
@@ -175,6 +186,9 @@ struct Call {
     speaker: String,
     print: Voiceprint,
     template: pb::VerifyResponse,
+    thresholds: Thresholds,
+    /// The stream's channel, when its encoding tells.
+    channel: Option<Channel>,
     session: Arc<Mutex<LiveSession>>,
     tx: mpsc::Sender<Result<pb::VerifyResponse, Status>>,
     /// The audit event of the final decision; taken when it is written.
@@ -307,7 +321,7 @@ impl Call {
             None => resp.decision = pb::Decision::NotEnoughSpeech as i32,
             Some(e) => {
                 self.shared
-                    .decide(&self.print, &e, self.template.threshold, &mut resp);
+                    .decide(&self.print, &e, self.channel, &self.thresholds, &mut resp);
             }
         }
         metrics::histogram!("voiceprint_stream_decision_seconds")
@@ -343,9 +357,10 @@ impl Call {
                 resp.reason = pb::DecisionReason::ReasonLowQuality as i32;
             }
             Some(e) => {
-                let score = self
-                    .shared
-                    .decide(&self.print, &e, self.template.threshold, &mut resp);
+                let score =
+                    self.shared
+                        .decide(&self.print, &e, self.channel, &self.thresholds, &mut resp);
+                ev.threshold = Some(resp.threshold);
                 ev.score = Some(score.norm);
                 ev.llr = Some(score.llr);
                 touch = Some(now_unix());

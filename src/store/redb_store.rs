@@ -10,7 +10,7 @@ use super::{
     SpeakerChange, SpeakerMeta, SpeakerRecord, SpeakerState, SpeakerUpdate, Store, StoreError,
     Voiceprint, WatchlistEntry, WatchlistMeta,
 };
-use crate::score::Prepared;
+use crate::score::{Channel, Prepared};
 
 /// Speaker metadata (JSON), key `tenant \0 speaker`.
 const SPEAKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("speakers");
@@ -759,8 +759,12 @@ impl Store for RedbStore {
     }
 }
 
-// Binary layout of the sealed payloads (little endian): version u8 = 1, prepared, part count u32,
-// parts (net speech f64, embedding). Embedding = dim u32, dim × f32. Prepared = embedding, mean f32, std f32.
+// Binary layout of the sealed payloads (little endian): version u8, prepared, part count u32,
+// parts (net speech f64, embedding). Embedding = dim u32, dim × f32. Prepared = embedding, mean f32,
+// std f32, and from version 2 on a channel u8 (0 unknown, 1 wideband, 2 telephone). Version 1
+// payloads (written before channels were recorded) still read, with the channel unknown.
+
+const PAYLOAD_VERSION: u8 = 2;
 
 fn put_vec(out: &mut Vec<u8>, v: &[f32]) {
     out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -773,16 +777,21 @@ fn put_prepared(out: &mut Vec<u8>, p: &Prepared) {
     put_vec(out, &p.embedding);
     out.extend_from_slice(&p.cohort_mean.to_le_bytes());
     out.extend_from_slice(&p.cohort_std.to_le_bytes());
+    out.push(match p.channel {
+        None => 0,
+        Some(Channel::Wideband) => 1,
+        Some(Channel::Telephone) => 2,
+    });
 }
 
 fn encode_prepared(p: &Prepared) -> Vec<u8> {
-    let mut out = vec![1u8];
+    let mut out = vec![PAYLOAD_VERSION];
     put_prepared(&mut out, p);
     out
 }
 
 fn encode_print(print: &Voiceprint) -> Vec<u8> {
-    let mut out = vec![1u8];
+    let mut out = vec![PAYLOAD_VERSION];
     put_prepared(&mut out, &print.prepared);
     out.extend_from_slice(
         &u32::try_from(print.parts.len())
@@ -824,22 +833,34 @@ impl Reader<'_> {
 }
 
 fn decode_prepared(r: &mut Reader<'_>) -> Result<Prepared, StoreError> {
-    if r.take::<1>()?[0] != 1 {
+    let version = r.take::<1>()?[0];
+    if !(1..=PAYLOAD_VERSION).contains(&version) {
         return Err(StoreError::Corrupt(
             "unknown voiceprint payload version".into(),
         ));
     }
-    read_prepared(r)
+    read_prepared(r, version)
 }
 
-fn read_prepared(r: &mut Reader<'_>) -> Result<Prepared, StoreError> {
+fn read_prepared(r: &mut Reader<'_>, version: u8) -> Result<Prepared, StoreError> {
     let embedding = r.vec()?;
     let cohort_mean = r.f32()?;
     let cohort_std = r.f32()?;
+    let channel = if version >= 2 {
+        match r.take::<1>()?[0] {
+            0 => None,
+            1 => Some(Channel::Wideband),
+            2 => Some(Channel::Telephone),
+            _ => return Err(StoreError::Corrupt("unknown voiceprint channel".into())),
+        }
+    } else {
+        None
+    };
     Ok(Prepared {
         embedding,
         cohort_mean,
         cohort_std,
+        channel,
     })
 }
 
@@ -887,6 +908,7 @@ mod tests {
                 embedding: e,
                 cohort_mean: 0.1,
                 cohort_std: 0.2,
+                channel: Some(crate::score::Channel::Telephone),
             },
         }
     }
@@ -925,6 +947,36 @@ mod tests {
 
     fn contains(hay: &[u8], needle: &[u8]) -> bool {
         hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// Payloads written before channels were recorded (version 1) still read, channel unknown;
+    /// version 2 keeps the channel; an unknown channel byte is corruption, not a guess.
+    #[test]
+    fn print_payload_versions() {
+        let p = print(1.0);
+        let v2 = encode_print(&p);
+        assert_eq!(v2[0], 2);
+        let back = decode_print(&v2).unwrap();
+        assert_eq!(
+            back.prepared.channel,
+            Some(crate::score::Channel::Telephone)
+        );
+        assert_eq!(back.parts.len(), p.parts.len());
+        // The same print as version 1: no channel byte after the prepared block.
+        let channel_at = 1 + 4 + 4 * p.prepared.embedding.len() + 8;
+        let mut v1 = v2.clone();
+        v1.remove(channel_at);
+        v1[0] = 1;
+        let old = decode_print(&v1).unwrap();
+        assert_eq!(old.prepared.channel, None);
+        assert_eq!(old.prepared.embedding, p.prepared.embedding);
+        assert_eq!(old.parts[0].embedding, p.parts[0].embedding);
+        let mut bad = v2.clone();
+        bad[channel_at] = 9;
+        assert!(matches!(decode_print(&bad), Err(StoreError::Corrupt(_))));
+        let mut future = v2;
+        future[0] = 3;
+        assert!(matches!(decode_print(&future), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

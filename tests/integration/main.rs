@@ -2,6 +2,7 @@
 
 mod audio;
 mod batch;
+mod channel;
 mod embed;
 mod eval;
 mod features_cli;

@@ -1,0 +1,103 @@
+//! Channel detection and calibration by channel pairing: the real model on real telephone and
+//! linear-PCM recordings, and the thresholds a real server applies to each pairing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use voiceprint::audio::{DecodeOptions, decode_file};
+use voiceprint::proto::v1 as pb;
+use voiceprint::score::Channel;
+
+use crate::service::{BANK, Server, config, engine, fixture, req};
+
+#[test]
+fn telephone_audio_is_found_by_codec_and_by_spectrum() {
+    let engine = engine();
+    let opts = DecodeOptions::default();
+    // 8 kHz linear PCM of a studio prompt: energy below 300 Hz, so wideband for calibration.
+    let pcm = engine
+        .analyze_file(&fixture("allison-test"), &opts)
+        .unwrap();
+    assert_eq!(pcm.channel, Channel::Wideband);
+    // Its G.711 µ-law copy (300–3400 Hz band-pass): telephone by codec ...
+    let ulaw = decode_file(&fixture("allison-test.ulaw"), &opts).unwrap();
+    assert_eq!(ulaw.info.codec, "pcm_mulaw");
+    assert_eq!(
+        engine.analyze_decoded(&ulaw).unwrap().channel,
+        Channel::Telephone
+    );
+    // ... and by spectrum alone once decoded to linear samples (a PCM recording of a call).
+    let by_spectrum = engine.analyze_waveform(&ulaw.waveform).unwrap();
+    assert_eq!(by_spectrum.channel, Channel::Telephone);
+    assert_eq!(engine.detect_channel(&ulaw).unwrap(), Channel::Telephone);
+    // The two copies embed close together, and the channel did not change the embedding path.
+    let (a, b) = (pcm.embedding.unwrap(), by_spectrum.embedding.unwrap());
+    let cos: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    assert!(cos > 0.4, "same prompt, two channels: cosine {cos}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_applies_the_threshold_of_its_channel_pairing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), true);
+    cfg.required_speech_seconds = 5.0;
+    let server = Server::start(cfg).await;
+    let mut c = server.client.clone();
+    let clip = |name: &str| pb::Audio {
+        data: std::fs::read(fixture(name)).unwrap(),
+        ..Default::default()
+    };
+    for (speaker, name) in [("wide", "allison-enroll"), ("tel", "allison-test.ulaw")] {
+        let r = c
+            .enroll(req(
+                pb::EnrollRequest {
+                    speaker_id: speaker.into(),
+                    audio: vec![clip(name)],
+                    consent_reference: Some("consent".into()),
+                    overwrite: false,
+                },
+                Some(BANK),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.required_speech_seconds, 0.0, "{speaker}: {r:?}");
+    }
+    let thresholds = engine().scorer().thresholds(0.01).unwrap();
+    let (w, t) = (Some(Channel::Wideband), Some(Channel::Telephone));
+    for (speaker, probe, expected) in [
+        ("wide", "allison-test", thresholds.for_pair(w, w)),
+        ("wide", "allison-test.ulaw", thresholds.for_pair(w, t)),
+        ("tel", "allison-test.ulaw", thresholds.for_pair(t, t)),
+        ("tel", "allison-test", thresholds.for_pair(t, w)),
+    ] {
+        let r = c
+            .verify(req(
+                pb::VerifyRequest {
+                    speaker_id: speaker.into(),
+                    audio: Some(clip(probe)),
+                    target_far: Some(0.01),
+                },
+                Some(BANK),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.threshold, expected, "{speaker} vs {probe}");
+        let accept = r.llr >= r.threshold;
+        assert_eq!(
+            r.decision == pb::Decision::Accept as i32,
+            accept,
+            "{speaker} vs {probe}: {r:?}"
+        );
+    }
+    // Three distinct pairings, three distinct thresholds.
+    let set = [
+        thresholds.for_pair(w, w),
+        thresholds.for_pair(w, t),
+        thresholds.for_pair(t, t),
+    ];
+    assert!(
+        set[0] != set[1] && set[1] != set[2] && set[0] != set[2],
+        "{set:?}"
+    );
+    server.stop().await;
+}
