@@ -106,8 +106,27 @@ impl TrialList {
         base: &Path,
         name: &Path,
     ) -> Result<Self, TrialListError> {
+        let mut bytes = Vec::new();
+        let mut reader = reader;
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| TrialListError::Csv {
+                path: name.to_path_buf(),
+                line: 0,
+                message: e.to_string(),
+            })?;
+        // On CRLF files the csv crate's record position points at the `\n` of the previous line
+        // (its line counter is one short there), so lines are counted from the first byte of
+        // the record itself.
+        let line_at = |pos: &csv::Position| {
+            let mut start = usize::try_from(pos.byte()).map_or(bytes.len(), |b| b.min(bytes.len()));
+            while bytes.get(start).is_some_and(|b| matches!(b, b'\r' | b'\n')) {
+                start += 1;
+            }
+            1 + bytes[..start].iter().filter(|&&b| b == b'\n').count() as u64
+        };
         let csv_err = |e: csv::Error| {
-            let line = e.position().map_or(0, csv::Position::line);
+            let line = e.position().map_or(0, line_at);
             TrialListError::Csv {
                 path: name.to_path_buf(),
                 line,
@@ -116,7 +135,7 @@ impl TrialList {
         };
         let mut rdr = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
-            .from_reader(reader);
+            .from_reader(bytes.as_slice());
         let headers = rdr.headers().map_err(csv_err)?.clone();
         let col =
             |column: &'static str| headers.iter().position(|h| h.eq_ignore_ascii_case(column));
@@ -132,7 +151,7 @@ impl TrialList {
         let mut trials = Vec::new();
         for record in rdr.records() {
             let record = record.map_err(csv_err)?;
-            let line = record.position().map_or(0, csv::Position::line);
+            let line = record.position().map_or(0, line_at);
             let cell = |i: usize| record.get(i).unwrap_or("");
             let opt = |i: Option<usize>| i.map(cell).filter(|s| !s.is_empty()).map(str::to_owned);
             let path_of = |i: usize, column: &'static str| {
@@ -196,6 +215,17 @@ mod tests {
         assert_eq!(t.trials[1].test, Path::new("/data/y.wav"));
         assert!(!t.trials[1].target);
         assert_eq!(t.trials[1].line, 3);
+    }
+
+    /// Windows line ends (Python's csv module writes them by default) give the same line numbers.
+    #[test]
+    fn crlf_lists_number_lines_like_lf_lists() {
+        let lf = parse("enroll,test,target\na.wav,b.wav,1\na.wav,c.wav,0\n").unwrap();
+        let crlf = parse("enroll,test,target\r\na.wav,b.wav,1\r\na.wav,c.wav,0\r\n").unwrap();
+        let lines = |t: &TrialList| t.trials.iter().map(|t| t.line).collect::<Vec<_>>();
+        assert_eq!(lines(&lf), vec![2, 3]);
+        assert_eq!(lines(&crlf), vec![2, 3]);
+        assert_eq!(crlf.trials[1].test, Path::new("/data/c.wav"));
     }
 
     #[test]
