@@ -207,6 +207,9 @@ struct TrialScores {
     raw: f64,
     asnorm: f64,
     llr: f64,
+    /// The LLR threshold the service would apply for a 1 % target FAR (the trial's channel
+    /// pairing when the scorer calibrates by channel).
+    threshold_1pct: f64,
 }
 
 impl TrialScores {
@@ -299,6 +302,30 @@ fn metrics(outcomes: &[&Outcome], kind: ScoreKind, calibrated: bool) -> anyhow::
     }))
 }
 
+/// What the service's decisions at a 1 % target FAR would have been on the scored trials: the
+/// actual false-accept and false-reject rates, which show whether the calibration holds.
+fn decisions(kept: &[&Outcome]) -> Value {
+    let (mut fa, mut non, mut fr, mut tar) = (0usize, 0usize, 0usize, 0usize);
+    for s in kept.iter().filter_map(|o| o.scores.map(|s| (o.target, s))) {
+        let accept = s.1.llr >= s.1.threshold_1pct;
+        if s.0 {
+            tar += 1;
+            fr += usize::from(!accept);
+        } else {
+            non += 1;
+            fa += usize::from(accept);
+        }
+    }
+    let rate = |k: usize, n: usize| {
+        if n == 0 {
+            Value::Null
+        } else {
+            json!(k as f64 / n as f64)
+        }
+    };
+    json!({ "far": rate(fa, non), "frr": rate(fr, tar) })
+}
+
 /// Runs `voiceprint eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let list = TrialList::from_path(&args.trials)?;
@@ -351,6 +378,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         p.channel = channel;
         p
     };
+    let thresholds_1pct = scorer.thresholds(0.01)?;
     let use_vad = !args.no_vad;
     let min_embed = engine.config().min_embed_speech_seconds;
     let started = Instant::now();
@@ -482,6 +510,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                         raw: f64::from(sc.raw),
                         asnorm: sc.norm,
                         llr: sc.llr,
+                        threshold_1pct: thresholds_1pct.for_pair(a.channel, b.channel),
                     })
                 }
                 _ => None,
@@ -554,6 +583,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         "embed_seconds": embed_seconds,
         "cache_hits": hits.load(std::sync::atomic::Ordering::Relaxed),
         "configurations": configurations,
+        "decisions_at_target_far_1pct": decisions(&kept),
     });
     if let (Value::Object(r), Value::Object(h)) = (&mut report, head) {
         for (k, v) in h {
@@ -691,6 +721,12 @@ fn print_table(r: &Value) {
     }
     println!(
         "(* headline score; minDCF at P_target 0.01, C_miss = C_fa = 1, normalised; Cllr in bits)"
+    );
+    let d = &r["decisions_at_target_far_1pct"];
+    println!(
+        "service decisions at a target FAR of 1 %: actual FAR {}, FRR {}",
+        pct(&d["far"]),
+        pct(&d["frr"])
     );
     for key in ["unscored_trials", "gated_trials"] {
         if let Some(items) = r[key].as_array() {

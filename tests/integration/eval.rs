@@ -88,6 +88,16 @@ fn eval_reports_metrics_on_the_fixture_list() {
         fraction(&r["configurations"][kind], "eer");
     }
     assert_eq!(r["gate_applied"], false);
+    // Studio prompts in linear PCM: every decodable input is wideband, so every trial is
+    // calibrated as wideband/wideband; the service's 1 % decisions are reported.
+    assert_eq!(r["files_by_channel"]["telephone"], 0, "{r}");
+    assert_eq!(
+        r["files_by_channel"]["wideband"].as_u64(),
+        Some(r["files"].as_u64().unwrap() - r["failed_files"].as_u64().unwrap())
+    );
+    assert_eq!(r["channel_calibrations"], true);
+    fraction(&r["decisions_at_target_far_1pct"], "far");
+    fraction(&r["decisions_at_target_far_1pct"], "frr");
 
     // Per-trial scores: targets outscore non-targets on average, on every score.
     let text = std::fs::read_to_string(&scores).expect("scores written");
