@@ -8,8 +8,8 @@
 //! | tokens → tenants | `[[tenants]] name, tokens` | `VOICEPRINT_TOKENS=tenant:token,...` | none (loopback only) |
 //! | master key file | `master_key_file` | `VOICEPRINT_MASTER_KEY` (the key itself) | `<data_dir>/master.key` |
 //! | metrics | `metrics_listen` | `VOICEPRINT_METRICS_LISTEN` | off |
-//! | scorer calibration | `scoring_dir` | `VOICEPRINT_SCORING_DIR` | the built-in one for `enrolment_channel` |
-//! | enrolment channel (picks the built-in calibration) | `enrolment_channel` | `VOICEPRINT_ENROLMENT_CHANNEL` | `telephone` |
+//! | scorer calibration | `scoring_dir` | `VOICEPRINT_SCORING_DIR` | built in, by channel pairing |
+//! | channel assumed for voiceprints of unknown channel | `enrolment_channel` | `VOICEPRINT_ENROLMENT_CHANNEL` | `telephone` |
 //! | TLS | `[tls] cert, key, client_ca` | | off |
 
 use std::net::SocketAddr;
@@ -67,7 +67,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// The channel voiceprints are enrolled from, which picks the built-in score calibration.
+/// The channel assumed for comparisons whose channels are not both known (voiceprints stored
+/// before channels were recorded, linear-PCM streams), which picks the default calibration.
+/// Comparisons of known channels use the built-in calibration of their pairing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EnrolmentChannel {
@@ -119,9 +121,11 @@ pub struct Config {
     /// of the built-in development-set calibration, e.g. one fitted with `voiceprint calibrate` on
     /// the deployment's own calls, or the shipped `data/scoring/telephone-enrolment`.
     pub scoring_dir: Option<PathBuf>,
-    /// Which built-in calibration to use when `scoring_dir` is not set: `telephone` (voiceprints
-    /// enrolled from calls and verified on calls, the call-centre case) or `wideband` (enrolled from
-    /// 16 kHz audio, e.g. an app, and verified on calls or wideband audio).
+    /// Without `scoring_dir`, every comparison whose two channels are known (detected at
+    /// enrolment and verification: G.711 or telephone-band audio is `telephone`) uses the built-in
+    /// calibration of its pairing. This picks the default for the rest: `telephone` (voiceprints
+    /// enrolled from calls, the call-centre case) or `wideband` (the calibration pooled over
+    /// wideband enrolments verified on wideband audio and on calls).
     pub enrolment_channel: EnrolmentChannel,
     /// Most candidates an Identify returns.
     pub max_top_k: u32,

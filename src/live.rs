@@ -113,8 +113,13 @@ pub struct LiveSession {
     /// VAD decisions waiting for their filterbank row.
     decisions: VecDeque<bool>,
     scratch_decisions: Vec<bool>,
-    /// Speech frames of the open segment.
+    /// Speech frames of the open segment (with the short pauses between them, as in
+    /// [`crate::pipeline::EngineConfig::keep_gap_frames`]).
     open: Vec<f32>,
+    /// Rows of the current non-speech run while it is still short enough to keep.
+    gap: Vec<f32>,
+    /// Length of the current non-speech run, frames.
+    gap_frames: usize,
     /// Sum of the closed segments' unit embeddings, each weighted by its speech seconds.
     closed_sum: Vec<f64>,
     closed_seconds: f64,
@@ -190,6 +195,8 @@ impl LiveSession {
             decisions: VecDeque::new(),
             scratch_decisions: Vec::new(),
             open: Vec::new(),
+            gap: Vec::new(),
+            gap_frames: 0,
             closed_sum: Vec::new(),
             closed_seconds: 0.0,
             decided_at: None,
@@ -291,6 +298,11 @@ impl LiveSession {
                 self.fbank.push(&self.resampled, &mut self.fbank_rows);
             }
             self.pair();
+            // A short pause at the end stays, as in the batch path.
+            if self.gap_frames < self.engine.config().keep_gap_frames && self.speech_seconds() > 0.0
+            {
+                self.open.append(&mut self.gap);
+            }
         }
         self.update()
     }
@@ -305,10 +317,12 @@ impl LiveSession {
     }
 
     /// Moves every frame that has both its filterbank row and its VAD decision on: speech frames
-    /// into the open segment, the rest dropped. Both sides count frames from the start of the
-    /// stream, so the oldest row always pairs with the oldest decision.
+    /// into the open segment, non-speech runs too when they end within `keep_gap_frames`, the
+    /// rest dropped. Both sides count frames from the start of the stream, so the oldest row
+    /// always pairs with the oldest decision.
     fn pair(&mut self) {
         let dim = self.dim;
+        let keep = self.engine.config().keep_gap_frames;
         let n = (self.fbank_rows.len() / dim).min(self.decisions.len());
         for (row, speech) in self
             .fbank_rows
@@ -316,7 +330,19 @@ impl LiveSession {
             .zip(self.decisions.drain(..n))
         {
             if speech {
+                if self.gap_frames < keep {
+                    self.open.append(&mut self.gap);
+                }
+                self.gap.clear();
+                self.gap_frames = 0;
                 self.open.extend_from_slice(row);
+            } else {
+                self.gap_frames += 1;
+                if self.gap_frames < keep {
+                    self.gap.extend_from_slice(row);
+                } else {
+                    self.gap.clear();
+                }
             }
         }
         self.fbank_rows.drain(..n * dim);

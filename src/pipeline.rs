@@ -77,6 +77,11 @@ pub struct EngineConfig {
     /// Below this much net speech no embedding is computed (unless
     /// [`whole_utterance_fallback`](Self::whole_utterance_fallback) is set).
     pub min_embed_speech_seconds: f64,
+    /// Non-speech stretches shorter than this many frames (10 ms each) stay in the embedding's
+    /// input: only longer silences, hold music and the far side's turns are cut. Cutting every
+    /// pause splices the network's convolution context and cost 0.3–1 EER points on the
+    /// development set; default 50 (0.5 s). 0 drops every non-speech frame.
+    pub keep_gap_frames: usize,
     /// When the VAD keeps less than `min_embed_speech_seconds`, embed every frame instead of
     /// returning no embedding. Off in the service, whose gate answers `NOT_ENOUGH_SPEECH`; on in
     /// evaluation, where a short side is a reported quality flag and not a reason to drop a trial.
@@ -99,6 +104,7 @@ impl EngineConfig {
             vad: VadOptions::default(),
             min_embed_speech_seconds: 0.5,
             whole_utterance_fallback: false,
+            keep_gap_frames: DEFAULT_KEEP_GAP_FRAMES,
             channel_calibrations: true,
             embed_threads: 1,
         }
@@ -281,11 +287,12 @@ impl Engine {
         if self.config.use_vad && !too_short {
             // The VAD grid (25 ms / 10 ms) gives the same frame count at every rate, so the mask
             // measured at the original rate lines up with the 16 kHz filterbank frames.
-            let mask = if report.speech.len() == feats.num_frames() {
+            let mut mask = if report.speech.len() == feats.num_frames() {
                 report.speech
             } else {
                 quality::speech_mask(&samples, MODEL_SAMPLE_RATE, &self.config.vad)
             };
+            keep_short_gaps(&mut mask, self.config.keep_gap_frames);
             feats = feats.select_rows(&mask);
         }
         let channel = if g711 || telephone_band(&feats, self.fbank.options()) {
@@ -380,6 +387,27 @@ impl Engine {
             }
         }
         out
+    }
+}
+
+/// Default of [`EngineConfig::keep_gap_frames`].
+pub const DEFAULT_KEEP_GAP_FRAMES: usize = 50;
+
+/// Marks as speech every non-speech run shorter than `max_gap` frames, at the edges too.
+pub fn keep_short_gaps(mask: &mut [bool], max_gap: usize) {
+    let mut i = 0;
+    while i < mask.len() {
+        if mask[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < mask.len() && !mask[i] {
+            i += 1;
+        }
+        if i - start < max_gap {
+            mask[start..i].fill(true);
+        }
     }
 }
 

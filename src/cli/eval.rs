@@ -87,7 +87,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub single_calibration: bool,
     /// Reuse and extend a cache of per-file embeddings (JSON lines), so that a file is embedded once
-    /// across runs and trial lists. Entries are keyed by model version, VAD on/off, canonical path,
+    /// across runs and trial lists. Entries are keyed by model version, speech selection (VAD on/off, kept gaps), canonical path,
     /// channel, size and modification time; delete the file when the front end's code changes.
     #[arg(long, value_name = "FILE.jsonl")]
     pub embeddings_cache: Option<PathBuf>,
@@ -170,7 +170,7 @@ impl EmbeddingCache {
 
 /// The cache key of an input: `None` when the file cannot be inspected (it is then analysed, and the
 /// error reported, as without a cache).
-fn cache_key(model: &str, vad: bool, input: &Input) -> Option<String> {
+fn cache_key(model: &str, vad: &str, input: &Input) -> Option<String> {
     let meta = std::fs::metadata(&input.path).ok()?;
     let canonical = std::fs::canonicalize(&input.path).ok()?;
     let mtime = meta
@@ -380,6 +380,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let thresholds_1pct = scorer.thresholds(0.01)?;
     let use_vad = !args.no_vad;
+    // Cache entries are only valid for the same speech selection.
+    let vad_profile = if use_vad {
+        format!("true,gaps<{}", engine.config().keep_gap_frames)
+    } else {
+        "false".to_owned()
+    };
     let min_embed = engine.config().min_embed_speech_seconds;
     let started = Instant::now();
     let bar = progress(inputs.len());
@@ -389,7 +395,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .map(|(input, channel)| -> anyhow::Result<Embedded> {
             let key = cache
                 .as_ref()
-                .and_then(|_| cache_key(engine.model_version(), use_vad, input));
+                .and_then(|_| cache_key(engine.model_version(), &vad_profile, input));
             if let (Some(c), Some(k)) = (&cache, &key)
                 && let Some(entry) = c.get(k)
                 // Entries without an embedding predate the whole-utterance fallback.

@@ -101,3 +101,31 @@ async fn verify_applies_the_threshold_of_its_channel_pairing() {
     );
     server.stop().await;
 }
+
+/// The live path keeps the same frames as the batch path (speech and the short pauses between
+/// it), so one call streamed in 20 ms chunks embeds like the whole recording.
+#[test]
+fn live_session_embeds_like_the_batch_path() {
+    use voiceprint::audio::{ChannelSelect, Encoding};
+    use voiceprint::live::{LiveOptions, LiveSession};
+
+    let engine = engine();
+    let path = fixture("allison-enroll");
+    let bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
+    let pcm = &bytes[at..];
+    let batch = engine
+        .analyze_file(&path, &DecodeOptions::default())
+        .unwrap()
+        .embedding
+        .unwrap();
+    let mut opts = LiveOptions::new(Encoding::Pcm16Le, 8_000, 1, ChannelSelect::Index(0));
+    opts.segment_seconds = 600.0; // one segment: the whole call, as in the batch path
+    let mut live = LiveSession::new(engine, opts).unwrap();
+    for chunk in pcm.chunks(320) {
+        live.push(chunk).unwrap();
+    }
+    let streamed = live.finish().unwrap().unwrap();
+    let cos: f32 = batch.iter().zip(&streamed).map(|(a, b)| a * b).sum();
+    assert!(cos > 0.99, "batch vs live cosine {cos}");
+}
