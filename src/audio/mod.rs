@@ -404,6 +404,28 @@ pub(crate) fn check_rate(rate: u32) -> Result<u32, AudioError> {
 /// Decodes `bytes` (a container, or headerless audio as `opts.encoding` says) to one mono channel
 /// at the source sample rate.
 pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, AudioError> {
+    let mut samples = Vec::new();
+    let (info, channel) = decode_into(bytes, opts, &mut samples)?;
+    Ok(Decoded {
+        waveform: Waveform {
+            samples,
+            sample_rate: info.sample_rate,
+        },
+        info,
+        channel,
+    })
+}
+
+/// [`decode`] into a caller's buffer: `out` is cleared and receives the samples (at
+/// `info.sample_rate`), keeping its allocation, so a caller decoding many inputs allocates (and
+/// page-faults in) its sample buffer once. Returns what the source was and the channel selection
+/// applied. On error `out` holds no meaningful samples.
+pub fn decode_into(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    out: &mut Vec<f32>,
+) -> Result<(SourceInfo, ChannelSelect), AudioError> {
+    out.clear();
     if bytes.is_empty() {
         return Err(AudioError::Empty);
     }
@@ -414,8 +436,8 @@ pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, AudioError>
         });
     }
     match opts.encoding {
-        Encoding::Auto => container::decode(bytes, opts),
-        encoding => raw::decode(bytes, encoding, opts),
+        Encoding::Auto => container::decode_into(bytes, opts, out),
+        encoding => raw::decode_into(bytes, encoding, opts, out),
     }
 }
 

@@ -107,6 +107,13 @@ impl MelBanks {
     /// bin), floored at [`ENERGY_FLOOR`] (not yet logged).
     #[inline(always)]
     fn apply<const FMA: bool>(&self, power: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if FMA {
+            // SAFETY: `FMA` is only true in code compiled with the `avx2,fma` target features
+            // (`frame_log_mel_avx2`), which runs only after they were detected on this CPU.
+            unsafe { self.apply_avx2(power, out) };
+            return;
+        }
         let iter = self.starts.iter().zip(&self.lens).zip(&self.offsets);
         for (o, ((&start, &len), &offset)) in out.iter_mut().zip(iter) {
             let p = &power[start..start + len];
@@ -120,6 +127,54 @@ impl MelBanks {
             let e =
                 ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
             *o = e.max(ENERGY_FLOOR);
+        }
+    }
+
+    /// [`apply`](Self::apply) with fused multiply-adds, eight filters at a time: each filter's
+    /// eight lanes accumulate exactly as in `apply::<true>` would, and the eight horizontal sums
+    /// are done together (the same additions in the same order,
+    /// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`, so the energies are bit-identical to the
+    /// per-filter loop's) instead of one shuffle-and-add chain per filter.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn apply_avx2(&self, power: &[f32], out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let n = self.starts.len().min(out.len());
+        let floor = _mm_set1_ps(ENERGY_FLOOR);
+        let mut b = 0;
+        while b < n {
+            let group = (n - b).min(8);
+            // Per filter: its eight lanes folded to four, `a[l] + a[l + 4]`.
+            let mut half = [_mm_setzero_ps(); 8];
+            for (j, h) in half.iter_mut().enumerate().take(group) {
+                let (start, len, offset) =
+                    (self.starts[b + j], self.lens[b + j], self.offsets[b + j]);
+                let p = &power[start..start + len];
+                let w = &self.weights[offset..offset + len];
+                let mut acc = _mm256_setzero_ps();
+                for (pc, wc) in p.chunks_exact(MEL_LANES).zip(w.chunks_exact(MEL_LANES)) {
+                    // SAFETY: both chunks are exactly MEL_LANES (= 8) in-bounds f32s.
+                    let (x, y) =
+                        unsafe { (_mm256_loadu_ps(pc.as_ptr()), _mm256_loadu_ps(wc.as_ptr())) };
+                    acc = _mm256_fmadd_ps(x, y, acc);
+                }
+                *h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+            }
+            // hadd(h_j, h_k) = [h_j0 + h_j1, h_j2 + h_j3, h_k0 + h_k1, h_k2 + h_k3].
+            let q01 = _mm_hadd_ps(half[0], half[1]);
+            let q23 = _mm_hadd_ps(half[2], half[3]);
+            let q45 = _mm_hadd_ps(half[4], half[5]);
+            let q67 = _mm_hadd_ps(half[6], half[7]);
+            let lo = _mm_max_ps(_mm_hadd_ps(q01, q23), floor);
+            let hi = _mm_max_ps(_mm_hadd_ps(q45, q67), floor);
+            let mut sums = [0.0f32; 8];
+            // SAFETY: `sums` holds 8 f32s: two unaligned 4-lane stores at 0 and 4.
+            unsafe {
+                _mm_storeu_ps(sums.as_mut_ptr(), lo);
+                _mm_storeu_ps(sums.as_mut_ptr().add(4), hi);
+            }
+            out[b..b + group].copy_from_slice(&sums[..group]);
+            b += group;
         }
     }
 }
@@ -140,8 +195,9 @@ fn make_window(kind: WindowType, len: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Per-call scratch buffers; one per thread / stream, reused for every frame.
-struct Workspace {
+/// Per-call scratch buffers; one per thread / stream, reused for every frame (and, held by a
+/// [`crate::quality::FrontEnd`], across calls).
+pub(crate) struct Workspace {
     /// The conditioned, zero-padded frame (`padded` samples) as `padded / 2` complex pairs
     /// (`x[2n] + i·x[2n+1]`), written through [`as_f32_mut`].
     packed: Vec<Complex<f32>>,
@@ -150,6 +206,8 @@ struct Workspace {
     scratch: Vec<Complex<f32>>,
     power: Vec<f32>,
     mel: Vec<f32>,
+    /// Centred frames (no snip edges) with reflected edges are gathered here.
+    gather: Vec<f32>,
 }
 
 /// Real FFT power spectrum of an even length `n`: `|X[k]|²` for `k = 0 ..= n/2`.
@@ -301,13 +359,62 @@ impl Fbank {
         };
         for i in 0..frames {
             let frame = extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
-            let e = self.frame_log_mel(frame, &mut ws, &mut mel, energy);
+            let e = self.frame_log_mel(frame, &mut ws, &mut mel, energy, None);
             data.extend_from_slice(&mel);
             if let Some(es) = energies.as_deref_mut() {
                 es.push(e);
             }
         }
         FeatureMatrix::from_rows_unchecked(data, dim)
+    }
+
+    /// The whole-recording pass of [`crate::quality::FrontEnd`]: the log-mel rows of `samples`
+    /// (appended to `data`, which is cleared first), each frame's energy as
+    /// [`compute_with_energies`](Self::compute_with_energies) gives it (to `energies`, cleared
+    /// first), each column's sum over all rows in `f64` and in row order (to `col_sums`, so that
+    /// CMN needs no second pass to find the means: the sums are bit-identical to the ones
+    /// `apply_cmn` computes), and `segment` called on consecutive, non-overlapping pieces of
+    /// `samples` of the frame shift's length that together cover it exactly once, in order (the
+    /// piece of frame `i` is `i·shift .. (i + 1)·shift`, read while the frame is in cache; the
+    /// samples after the last frame's piece follow in pieces of the same length).
+    ///
+    /// The rows are identical to [`compute`](Self::compute)'s.
+    pub(crate) fn compute_fused(
+        &self,
+        samples: &[f32],
+        ws: &mut Workspace,
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+        col_sums: &mut Vec<f64>,
+        mut segment: impl FnMut(&[f32]),
+    ) {
+        let frames = self.num_frames(samples.len());
+        let dim = self.dim();
+        data.clear();
+        data.reserve(frames * dim);
+        energies.clear();
+        energies.reserve(frames);
+        col_sums.clear();
+        col_sums.resize(dim, 0.0);
+        let mut mel = std::mem::take(&mut ws.mel);
+        mel.resize(dim, 0.0);
+        let mut gather = std::mem::take(&mut ws.gather);
+        let shift = self.shift.max(1);
+        for i in 0..frames {
+            let frame = extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
+            let e = self.frame_log_mel(frame, ws, &mut mel, Energy::DcFree, Some(col_sums));
+            data.extend_from_slice(&mel);
+            energies.push(e);
+            let lo = (i * shift).min(samples.len());
+            let hi = (lo + shift).min(samples.len());
+            segment(&samples[lo..hi]);
+        }
+        let done = (frames * shift).min(samples.len());
+        for piece in samples[done..].chunks(shift) {
+            segment(piece);
+        }
+        ws.mel = mel;
+        ws.gather = gather;
     }
 
     /// The dispatch level of the per-frame code (for tests comparing the paths).
@@ -317,7 +424,60 @@ impl Fbank {
         self
     }
 
-    fn workspace(&self) -> Workspace {
+    /// Length of the power spectrum the mel filters read (tests).
+    #[cfg(test)]
+    pub(crate) fn mel_power_len(&self) -> usize {
+        self.workspace().power.len()
+    }
+
+    /// Frame length in samples (tests).
+    #[cfg(test)]
+    pub(crate) fn frame_len_samples(&self) -> usize {
+        self.frame_len
+    }
+
+    /// The power spectrum of one conditioned frame, padded as the mel filters read it (tests).
+    #[cfg(test)]
+    pub(crate) fn power_of_frame(&self, frame: &[f32]) -> Vec<f32> {
+        let mut ws = self.workspace();
+        let mut out = vec![0.0; self.dim()];
+        self.frame_log_mel_body::<false>(frame, &mut ws, &mut out, Energy::None, None);
+        ws.power
+    }
+
+    /// The grouped AVX2 mel sums (tests; the caller checked the CPU has AVX2 + FMA).
+    #[cfg(all(test, target_arch = "x86_64"))]
+    pub(crate) fn mel_avx2(&self, power: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; self.dim()];
+        // SAFETY: the test checked `simd::avx2_fma_available()` first.
+        unsafe { self.mel.apply_avx2(power, &mut out) };
+        out
+    }
+
+    /// The per-filter mel sums with each lane fused (`mul_add`), reduced as `MelBanks::apply`
+    /// reduces them (tests).
+    #[cfg(test)]
+    pub(crate) fn mel_reference(&self, power: &[f32]) -> Vec<f32> {
+        let m = &self.mel;
+        (0..m.starts.len())
+            .map(|b| {
+                let p = &power[m.starts[b]..m.starts[b] + m.lens[b]];
+                let w = &m.weights[m.offsets[b]..m.offsets[b] + m.lens[b]];
+                let mut acc = [0.0f32; MEL_LANES];
+                for (pc, wc) in p.chunks_exact(MEL_LANES).zip(w.chunks_exact(MEL_LANES)) {
+                    for ((a, &x), &y) in acc.iter_mut().zip(pc).zip(wc) {
+                        *a = x.mul_add(y, *a);
+                    }
+                }
+                let e = ((acc[0] + acc[4]) + (acc[1] + acc[5]))
+                    + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+                e.max(ENERGY_FLOOR)
+            })
+            .collect()
+    }
+
+    /// Scratch buffers sized for this extractor.
+    pub(crate) fn workspace(&self) -> Workspace {
         let fft = &self.spectrum.fft;
         let zero = Complex::new(0.0, 0.0);
         Workspace {
@@ -326,11 +486,13 @@ impl Fbank {
             scratch: vec![zero; fft.get_outofplace_scratch_len()],
             power: vec![0.0; self.mel.power_len.max(self.padded / 2 + 1)],
             mel: vec![0.0; self.opts.num_bins],
+            gather: Vec::new(),
         }
     }
 
     /// Conditions one frame, writes its log-mel energies to `out` and returns the frame energy
-    /// asked for (0 for [`Energy::None`]), at the extractor's dispatch level.
+    /// asked for (0 for [`Energy::None`]), at the extractor's dispatch level. With `sums`, each
+    /// log-mel value is also added (in `f64`) to its column's running sum.
     #[inline]
     fn frame_log_mel(
         &self,
@@ -338,10 +500,11 @@ impl Fbank {
         ws: &mut Workspace,
         out: &mut [f32],
         energy: Energy,
+        sums: Option<&mut [f64]>,
     ) -> f32 {
         dispatch!(self.level,
-            avx2: self.frame_log_mel_avx2(frame, ws, out, energy),
-            scalar: self.frame_log_mel_body::<false>(frame, ws, out, energy),
+            avx2: self.frame_log_mel_avx2(frame, ws, out, energy, sums),
+            scalar: self.frame_log_mel_body::<false>(frame, ws, out, energy, sums),
         )
     }
 
@@ -353,8 +516,9 @@ impl Fbank {
         ws: &mut Workspace,
         out: &mut [f32],
         energy: Energy,
+        sums: Option<&mut [f64]>,
     ) -> f32 {
-        self.frame_log_mel_body::<true>(frame, ws, out, energy)
+        self.frame_log_mel_body::<true>(frame, ws, out, energy, sums)
     }
 
     #[inline(always)]
@@ -364,6 +528,7 @@ impl Fbank {
         ws: &mut Workspace,
         out: &mut [f32],
         energy: Energy,
+        sums: Option<&mut [f64]>,
     ) -> f32 {
         let n = frame.len();
         let fopts = &self.opts.frame;
@@ -392,6 +557,12 @@ impl Fbank {
         self.spectrum.compute(ws);
         self.mel.apply::<FMA>(&ws.power, out);
         ln_in_place::<FMA>(out);
+        if let Some(sums) = sums {
+            // Unfused adds in row order: the same sums as `norm::column_means`.
+            for (s, &x) in sums.iter_mut().zip(out.iter()) {
+                *s += f64::from(x);
+            }
+        }
         e
     }
 }
@@ -521,7 +692,7 @@ impl Mfcc {
         };
         for (i, row) in out.rows_mut().enumerate() {
             let frame = extract_frame(&fb.opts.frame, fb.frame_len, samples, i, &mut gather);
-            let energy = fb.frame_log_mel(frame, &mut ws, &mut mel, want);
+            let energy = fb.frame_log_mel(frame, &mut ws, &mut mel, want, None);
             for (c, d) in row.iter_mut().zip(self.dct.chunks_exact(nb)) {
                 *c = d.iter().zip(&mel).map(|(a, b)| a * b).sum();
             }
@@ -605,7 +776,7 @@ impl StreamingFbank {
         for (i, row) in out[base..].chunks_exact_mut(dim).enumerate() {
             let frame = &self.pending[i * shift..i * shift + len];
             self.fbank
-                .frame_log_mel(frame, &mut self.ws, row, Energy::None);
+                .frame_log_mel(frame, &mut self.ws, row, Energy::None, None);
         }
         self.pending.drain(..n * shift);
         self.frames += n as u64;
