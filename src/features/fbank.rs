@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
-use super::fastmath::{ln_fast, ln_in_place, sum_sq_dev8, sum8};
+use super::fastmath::{ln_fast, ln_in_place, sum_sq_dev8, sum_sq_dev8_n, sum8, sum8_n};
 use super::options::{FbankOptions, FrameOptions, MfccOptions, WindowType};
 use super::simd::{self, Level, dispatch, madd};
 use super::{FeatureError, FeatureMatrix};
@@ -134,46 +134,81 @@ impl MelBanks {
     /// eight lanes accumulate exactly as in `apply::<true>` would, and the eight horizontal sums
     /// are done together (the same additions in the same order,
     /// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`, so the energies are bit-identical to the
-    /// per-filter loop's) instead of one shuffle-and-add chain per filter.
+    /// per-filter loop's) instead of one shuffle-and-add chain per filter. The filters' bounds are
+    /// checked once per call, not per filter.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn apply_avx2(&self, power: &[f32], out: &mut [f32]) {
         use std::arch::x86_64::*;
         let n = self.starts.len().min(out.len());
+        // Every filter reads power[start .. start + len] with start + len <= power_len, and the
+        // weights are stored back to back: filter b's at offsets[b] = Σ lens[..b].
+        if power.len() < self.power_len || self.weights.len() < self.lens.iter().sum::<usize>() {
+            return;
+        }
+        let p0 = power.as_ptr();
+        let mut w = self.weights.as_ptr();
+        let dot = |b: usize, w: &mut *const f32| -> __m128 {
+            let (start, len) = (self.starts[b], self.lens[b]);
+            let mut acc = _mm256_setzero_ps();
+            let mut c = 0;
+            while c + MEL_LANES <= len {
+                // SAFETY: start + c + 8 <= start + len <= power_len (`MelBanks::new` makes
+                // power_len the largest start + len) <= power.len() (checked above), and the
+                // weight pointer stays inside filter b's `len` weights (checked above).
+                unsafe {
+                    let x = _mm256_loadu_ps(p0.add(start + c));
+                    let y = _mm256_loadu_ps(w.add(c));
+                    acc = _mm256_fmadd_ps(x, y, acc);
+                }
+                c += MEL_LANES;
+            }
+            // SAFETY: advances past filter b's weights, at most to one past the end.
+            *w = unsafe { w.add(len) };
+            _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc))
+        };
         let floor = _mm_set1_ps(ENERGY_FLOOR);
         let mut b = 0;
         while b < n {
             let group = (n - b).min(8);
-            // Per filter: its eight lanes folded to four, `a[l] + a[l + 4]`.
-            let mut half = [_mm_setzero_ps(); 8];
-            for (j, h) in half.iter_mut().enumerate().take(group) {
-                let (start, len, offset) =
-                    (self.starts[b + j], self.lens[b + j], self.offsets[b + j]);
-                let p = &power[start..start + len];
-                let w = &self.weights[offset..offset + len];
-                let mut acc = _mm256_setzero_ps();
-                for (pc, wc) in p.chunks_exact(MEL_LANES).zip(w.chunks_exact(MEL_LANES)) {
-                    // SAFETY: both chunks are exactly MEL_LANES (= 8) in-bounds f32s.
-                    let (x, y) =
-                        unsafe { (_mm256_loadu_ps(pc.as_ptr()), _mm256_loadu_ps(wc.as_ptr())) };
-                    acc = _mm256_fmadd_ps(x, y, acc);
+            let mut h = [_mm_setzero_ps(); 8];
+            if group == 8 {
+                h[0] = dot(b, &mut w);
+                h[1] = dot(b + 1, &mut w);
+                h[2] = dot(b + 2, &mut w);
+                h[3] = dot(b + 3, &mut w);
+                h[4] = dot(b + 4, &mut w);
+                h[5] = dot(b + 5, &mut w);
+                h[6] = dot(b + 6, &mut w);
+                h[7] = dot(b + 7, &mut w);
+            } else {
+                for (j, hj) in h.iter_mut().enumerate().take(group) {
+                    *hj = dot(b + j, &mut w);
                 }
-                *h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
             }
             // hadd(h_j, h_k) = [h_j0 + h_j1, h_j2 + h_j3, h_k0 + h_k1, h_k2 + h_k3].
-            let q01 = _mm_hadd_ps(half[0], half[1]);
-            let q23 = _mm_hadd_ps(half[2], half[3]);
-            let q45 = _mm_hadd_ps(half[4], half[5]);
-            let q67 = _mm_hadd_ps(half[6], half[7]);
+            let q01 = _mm_hadd_ps(h[0], h[1]);
+            let q23 = _mm_hadd_ps(h[2], h[3]);
+            let q45 = _mm_hadd_ps(h[4], h[5]);
+            let q67 = _mm_hadd_ps(h[6], h[7]);
             let lo = _mm_max_ps(_mm_hadd_ps(q01, q23), floor);
             let hi = _mm_max_ps(_mm_hadd_ps(q45, q67), floor);
-            let mut sums = [0.0f32; 8];
-            // SAFETY: `sums` holds 8 f32s: two unaligned 4-lane stores at 0 and 4.
-            unsafe {
-                _mm_storeu_ps(sums.as_mut_ptr(), lo);
-                _mm_storeu_ps(sums.as_mut_ptr().add(4), hi);
+            if group == 8 {
+                let o = &mut out[b..b + 8];
+                // SAFETY: `o` holds 8 f32s: two unaligned 4-lane stores at 0 and 4.
+                unsafe {
+                    _mm_storeu_ps(o.as_mut_ptr(), lo);
+                    _mm_storeu_ps(o.as_mut_ptr().add(4), hi);
+                }
+            } else {
+                let mut sums = [0.0f32; 8];
+                // SAFETY: `sums` holds 8 f32s.
+                unsafe {
+                    _mm_storeu_ps(sums.as_mut_ptr(), lo);
+                    _mm_storeu_ps(sums.as_mut_ptr().add(4), hi);
+                }
+                out[b..b + group].copy_from_slice(&sums[..group]);
             }
-            out[b..b + group].copy_from_slice(&sums[..group]);
             b += group;
         }
     }
@@ -206,6 +241,9 @@ pub(crate) struct Workspace {
     scratch: Vec<Complex<f32>>,
     power: Vec<f32>,
     mel: Vec<f32>,
+    /// Mel energies, then their logs, padded to a multiple of [`MEL_LANES`] with ones (whose log
+    /// is 0) so that the log runs on whole vectors only.
+    logmel: Vec<f32>,
     /// Centred frames (no snip edges) with reflected edges are gathered here.
     gather: Vec<f32>,
 }
@@ -400,9 +438,22 @@ impl Fbank {
         mel.resize(dim, 0.0);
         let mut gather = std::mem::take(&mut ws.gather);
         let shift = self.shift.max(1);
+        // Snip-edges frames are sub-slices: their means and energies are summed four frames at a
+        // time (four independent chains of adds instead of one; the same sums).
+        let grouped = self.opts.frame.snip_edges;
+        let mut stats = [(0.0, 0.0); 4];
         for i in 0..frames {
+            let energy = if grouped && i / 4 * 4 + 4 <= frames {
+                if i % 4 == 0 {
+                    stats = self.frame_stats4(samples, i);
+                }
+                let (mean, energy) = stats[i % 4];
+                Energy::Given { mean, energy }
+            } else {
+                Energy::DcFree
+            };
             let frame = extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
-            let e = self.frame_log_mel(frame, ws, &mut mel, Energy::DcFree, Some(col_sums));
+            let e = self.frame_log_mel(frame, ws, &mut mel, energy, Some(col_sums));
             data.extend_from_slice(&mel);
             energies.push(e);
             let lo = (i * shift).min(samples.len());
@@ -415,6 +466,77 @@ impl Fbank {
         }
         ws.mel = mel;
         ws.gather = gather;
+    }
+
+    /// The mean to remove (0 without DC removal) and the [`Energy::DcFree`] energy of the four
+    /// snip-edges frames `i .. i + 4` of `samples` (which must all be complete), at the
+    /// extractor's dispatch level; bit-identical to what `frame_log_mel` computes per frame.
+    fn frame_stats4(&self, samples: &[f32], i: usize) -> [(f32, f32); 4] {
+        dispatch!(self.level,
+            avx2: self.frame_stats4_avx2(samples, i),
+            scalar: self.frame_stats4_body(samples, i),
+        )
+    }
+
+    /// [`frame_stats4_body`](Self::frame_stats4_body) written out with AVX2 intrinsics (left to
+    /// itself the compiler vectorises across the four frames, with a shuffle per element): one
+    /// 8-lane accumulator per frame, the lanes adding exactly what `sum_lanes_n`'s lanes add, in
+    /// the same order, never fused.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn frame_stats4_avx2(&self, samples: &[f32], i: usize) -> [(f32, f32); 4] {
+        use super::fastmath::{finish_lanes, identity, sq_dev};
+        use std::arch::x86_64::*;
+        let (len, shift) = (self.frame_len, self.shift);
+        let frames = [0, 1, 2, 3].map(|k| &samples[(i + k) * shift..(i + k) * shift + len]);
+        let full = len / 8 * 8;
+        let lanes_of = |acc: __m256| {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` holds 8 f32s.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+            lanes
+        };
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut k = 0;
+        while k + 8 <= full {
+            for (a, f) in acc.iter_mut().zip(&frames) {
+                // SAFETY: k + 8 <= full <= len = f.len().
+                *a = _mm256_add_ps(*a, unsafe { _mm256_loadu_ps(f.as_ptr().add(k)) });
+            }
+            k += 8;
+        }
+        let mut means = [0.0f32; 4];
+        for ((m, a), f) in means.iter_mut().zip(acc).zip(&frames) {
+            *m = finish_lanes(&lanes_of(a), &f[full..], 0.0, identity) / len as f32;
+        }
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mv = means.map(|m| _mm256_set1_ps(m));
+        let mut k = 0;
+        while k + 8 <= full {
+            for ((a, f), m) in acc.iter_mut().zip(&frames).zip(&mv) {
+                // SAFETY: k + 8 <= full <= len = f.len().
+                let d = _mm256_sub_ps(unsafe { _mm256_loadu_ps(f.as_ptr().add(k)) }, *m);
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(d, d));
+            }
+            k += 8;
+        }
+        let remove_dc = self.opts.frame.remove_dc;
+        let mut out = [(0.0, 0.0); 4];
+        for (((o, a), f), &m) in out.iter_mut().zip(acc).zip(&frames).zip(&means) {
+            let e = finish_lanes(&lanes_of(a), &f[full..], m, sq_dev);
+            *o = (if remove_dc { m } else { 0.0 }, e);
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn frame_stats4_body(&self, samples: &[f32], i: usize) -> [(f32, f32); 4] {
+        let (len, shift) = (self.frame_len, self.shift);
+        let frames = [0, 1, 2, 3].map(|k| &samples[(i + k) * shift..(i + k) * shift + len]);
+        let means = sum8_n(frames).map(|s| s / len as f32);
+        let energies = sum_sq_dev8_n(frames, means);
+        let remove_dc = self.opts.frame.remove_dc;
+        [0, 1, 2, 3].map(|k| (if remove_dc { means[k] } else { 0.0 }, energies[k]))
     }
 
     /// The dispatch level of the per-frame code (for tests comparing the paths).
@@ -486,6 +608,7 @@ impl Fbank {
             scratch: vec![zero; fft.get_outofplace_scratch_len()],
             power: vec![0.0; self.mel.power_len.max(self.padded / 2 + 1)],
             mel: vec![0.0; self.opts.num_bins],
+            logmel: vec![1.0; self.opts.num_bins.div_ceil(MEL_LANES) * MEL_LANES],
             gather: Vec::new(),
         }
     }
@@ -533,12 +656,17 @@ impl Fbank {
         let n = frame.len();
         let fopts = &self.opts.frame;
         let frame_mean = || sum8(frame) / n as f32;
-        let mean = if fopts.remove_dc { frame_mean() } else { 0.0 };
-        let e = match energy {
-            Energy::None => 0.0,
-            Energy::Kaldi => sum_sq_dev8(frame, mean),
-            Energy::DcFree if fopts.remove_dc => sum_sq_dev8(frame, mean),
-            Energy::DcFree => sum_sq_dev8(frame, frame_mean()),
+        let mean = match energy {
+            Energy::Given { .. } => 0.0,
+            _ if fopts.remove_dc => frame_mean(),
+            _ => 0.0,
+        };
+        let (mean, e) = match energy {
+            Energy::None => (mean, 0.0),
+            Energy::Kaldi => (mean, sum_sq_dev8(frame, mean)),
+            Energy::DcFree if fopts.remove_dc => (mean, sum_sq_dev8(frame, mean)),
+            Energy::DcFree => (mean, sum_sq_dev8(frame, frame_mean())),
+            Energy::Given { mean, energy } => (mean, energy),
         };
         let p = fopts.preemphasis;
         let (head, tail) = as_f32_mut(&mut ws.packed).split_at_mut(n);
@@ -555,8 +683,10 @@ impl Fbank {
         }
         tail.fill(0.0);
         self.spectrum.compute(ws);
-        self.mel.apply::<FMA>(&ws.power, out);
-        ln_in_place::<FMA>(out);
+        let dim = out.len().min(ws.logmel.len());
+        self.mel.apply::<FMA>(&ws.power, &mut ws.logmel[..dim]);
+        ln_in_place::<FMA>(&mut ws.logmel);
+        out.copy_from_slice(&ws.logmel[..out.len()]);
         if let Some(sums) = sums {
             // Unfused adds in row order: the same sums as `norm::column_means`.
             for (s, &x) in sums.iter_mut().zip(out.iter()) {
@@ -568,7 +698,7 @@ impl Fbank {
 }
 
 /// Which frame energy [`Fbank::frame_log_mel`] also returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Energy {
     /// None (returns 0).
     None,
@@ -576,6 +706,14 @@ enum Energy {
     Kaldi,
     /// `Σ (x − mean)²` whatever the options say (the VAD's frame energy).
     DcFree,
+    /// [`Energy::DcFree`] and the mean removed before pre-emphasis (0 without DC removal),
+    /// already computed ([`Fbank::frame_stats4`]).
+    Given {
+        /// The mean to subtract.
+        mean: f32,
+        /// The frame energy to return.
+        energy: f32,
+    },
 }
 
 /// The interleaved `re, im` view of a complex buffer.

@@ -497,10 +497,14 @@ fn fused_pass_gives_the_rows_energies_sums_and_pieces_of_the_separate_ones() {
     let (_, speech) = wav("c_flite_slt");
     let (_, speech8) = wav("d_8k_pcm16");
     for level in levels() {
-        for (x, rate, bins) in [(&speech, 16_000, 80), (&speech8, 8_000, 23)] {
-            let fb = Fbank::new(&FbankOptions::kaldi(rate, bins))
-                .unwrap()
-                .with_level(level);
+        for (x, rate, bins, remove_dc) in [
+            (&speech, 16_000, 80, true),
+            (&speech8, 8_000, 23, true),
+            (&speech, 16_000, 80, false),
+        ] {
+            let mut opts = FbankOptions::kaldi(rate, bins);
+            opts.frame.remove_dc = remove_dc;
+            let fb = Fbank::new(&opts).unwrap().with_level(level);
             let mut ws = fb.workspace();
             for n in [0, 1, 399, 400, 401, 559, 560, x.len() - 1, x.len()] {
                 let x = &x[..n.min(x.len())];
