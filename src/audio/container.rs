@@ -202,6 +202,7 @@ pub(crate) fn decode_into(
     bytes: &[u8],
     opts: &DecodeOptions,
     out: &mut Vec<f32>,
+    progress: &mut dyn FnMut(&[f32], u32),
 ) -> Result<(SourceInfo, ChannelSelect), AudioError> {
     let wav = scan_wav(bytes, opts)?;
     let (header, data) = match wav {
@@ -222,12 +223,13 @@ pub(crate) fn decode_into(
             encoding,
             &raw_opts,
             out,
+            progress,
         )?;
         info.container = "wav".into();
         return Ok((info, channel));
     }
     match catch_unwind(AssertUnwindSafe(|| {
-        decode_symphonia(&data, header.as_ref(), opts, out)
+        decode_symphonia(&data, header.as_ref(), opts, out, progress)
     })) {
         Ok(result) => result,
         Err(_) => Err(AudioError::Corrupt(
@@ -241,6 +243,7 @@ fn decode_symphonia(
     wav: Option<&WavHeader>,
     opts: &DecodeOptions,
     samples: &mut Vec<f32>,
+    progress: &mut dyn FnMut(&[f32], u32),
 ) -> Result<(SourceInfo, ChannelSelect), AudioError> {
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let mut hint = Hint::new();
@@ -372,6 +375,7 @@ fn decode_symphonia(
         frames += buffer.frames() as u64;
         opts.limits.check_frames(frames, rate)?;
         append_channel(&buffer, pick, samples);
+        progress(samples, rate);
     }
     let Some((rate, channels, pick)) = stream else {
         if consecutive_errors > 0 {
@@ -611,7 +615,14 @@ mod tests {
             let bytes = fixture(&format!("golden/inputs/d_8k_{law}.wav"));
             let (header, data) = scan_wav(&bytes, &auto()).unwrap().unwrap();
             let mut via_symphonia = vec![1.0; 3];
-            decode_symphonia(&data, Some(&header), &auto(), &mut via_symphonia).unwrap();
+            decode_symphonia(
+                &data,
+                Some(&header),
+                &auto(),
+                &mut via_symphonia,
+                &mut |_, _| {},
+            )
+            .unwrap();
             let expected = canonical_pcm16(&format!("golden/inputs/d_8k_{law}_decoded_pcm16.wav"));
             assert_eq!(via_symphonia, expected, "symphonia {law}");
         }

@@ -425,6 +425,20 @@ pub fn decode_into(
     opts: &DecodeOptions,
     out: &mut Vec<f32>,
 ) -> Result<(SourceInfo, ChannelSelect), AudioError> {
+    decode_into_with(bytes, opts, out, &mut |_, _| {})
+}
+
+/// [`decode_into`], calling `progress(samples_so_far, sample_rate)` while the samples arrive
+/// (after each block of 16,384 frames of PCM / G.711, after each packet of the other formats),
+/// so that a consumer can work on the newest samples while they are still in cache
+/// ([`crate::quality::FrontEnd`] runs the filterbank this way). `samples_so_far` is a growing
+/// prefix of the final samples. After an error the calls made so far mean nothing.
+pub fn decode_into_with(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    out: &mut Vec<f32>,
+    progress: &mut dyn FnMut(&[f32], u32),
+) -> Result<(SourceInfo, ChannelSelect), AudioError> {
     out.clear();
     if bytes.is_empty() {
         return Err(AudioError::Empty);
@@ -436,8 +450,8 @@ pub fn decode_into(
         });
     }
     match opts.encoding {
-        Encoding::Auto => container::decode_into(bytes, opts, out),
-        encoding => raw::decode_into(bytes, encoding, opts, out),
+        Encoding::Auto => container::decode_into(bytes, opts, out, progress),
+        encoding => raw::decode_into(bytes, encoding, opts, out, progress),
     }
 }
 

@@ -112,13 +112,19 @@ fn frame_bytes(encoding: Encoding, channels: usize) -> Result<usize, AudioError>
     Ok(bps * channels)
 }
 
+/// Frames converted between two calls of the progress callback (64 KiB of `f32` output: the
+/// consumer reads them from the L2 cache).
+const PROGRESS_FRAMES: usize = 16_384;
+
 /// Decodes a whole headerless buffer (already checked to be non-empty and within `max_bytes`)
-/// into `out` (cleared first, allocation kept).
+/// into `out` (cleared first, allocation kept), calling `progress` with the samples so far after
+/// each block of [`PROGRESS_FRAMES`] frames.
 pub(crate) fn decode_into(
     bytes: &[u8],
     encoding: Encoding,
     opts: &DecodeOptions,
     out: &mut Vec<f32>,
+    progress: &mut dyn FnMut(&[f32], u32),
 ) -> Result<(SourceInfo, ChannelSelect), AudioError> {
     let rate = check_rate(opts.sample_rate.ok_or(AudioError::MissingSampleRate)?)?;
     let channels = opts.channels;
@@ -134,7 +140,11 @@ pub(crate) fn decode_into(
     let frames = (bytes.len() / frame) as u64;
     opts.limits.check_frames(frames, rate)?;
     out.clear();
-    convert_frames(bytes, encoding, channels, pick, out);
+    out.reserve(bytes.len() / frame);
+    for block in bytes.chunks(PROGRESS_FRAMES * frame) {
+        convert_frames(block, encoding, channels, pick, out);
+        progress(out, rate);
+    }
     let info = SourceInfo {
         container: "raw".into(),
         codec: codec_name(encoding).into(),
@@ -456,6 +466,26 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn progress_sees_growing_prefixes_of_the_samples() {
+        let pcm: Vec<u8> = (0..40_000i32)
+            .flat_map(|i| ((i * 7 % 65_536 - 32_768) as i16).to_le_bytes())
+            .collect();
+        let opts = raw_opts(Encoding::Pcm16Le, 8000, 1, ChannelSelect::Default);
+        let mut seen: Vec<Vec<f32>> = Vec::new();
+        let mut out = Vec::new();
+        super::super::decode_into_with(&pcm, &opts, &mut out, &mut |so_far, rate| {
+            assert_eq!(rate, 8000);
+            seen.push(so_far.to_vec());
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen.last(), Some(&out));
+        for w in seen.windows(2) {
+            assert!(w[0].len() < w[1].len() && w[1].starts_with(&w[0]));
         }
     }
 

@@ -412,9 +412,8 @@ impl Fbank {
     /// first), each column's sum over all rows in `f64` and in row order (to `col_sums`, so that
     /// CMN needs no second pass to find the means: the sums are bit-identical to the ones
     /// `apply_cmn` computes), and `segment` called on consecutive, non-overlapping pieces of
-    /// `samples` of the frame shift's length that together cover it exactly once, in order (the
-    /// piece of frame `i` is `i·shift .. (i + 1)·shift`, read while the frame is in cache; the
-    /// samples after the last frame's piece follow in pieces of the same length).
+    /// `samples` of the frame shift's length (the last one shorter) that together cover it
+    /// exactly once, in order, each soon after the frames reading it (so it is still in cache).
     ///
     /// The rows are identical to [`compute`](Self::compute)'s.
     pub(crate) fn compute_fused(
@@ -424,45 +423,101 @@ impl Fbank {
         data: &mut Vec<f32>,
         energies: &mut Vec<f32>,
         col_sums: &mut Vec<f64>,
-        mut segment: impl FnMut(&[f32]),
+        segment: impl FnMut(&[f32]),
     ) {
-        let frames = self.num_frames(samples.len());
-        let dim = self.dim();
+        let mut cursor = FusedCursor::default();
+        self.fused_begin(data, energies, col_sums, samples.len());
+        self.fused_advance(
+            samples,
+            true,
+            &mut cursor,
+            ws,
+            (data, energies, col_sums),
+            segment,
+        );
+    }
+
+    /// Starts an incremental [`compute_fused`](Self::compute_fused) of a signal of about
+    /// `expected` samples: clears the outputs (keeping their allocations).
+    pub(crate) fn fused_begin(
+        &self,
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+        col_sums: &mut Vec<f64>,
+        expected: usize,
+    ) {
+        let frames = self.num_frames(expected);
         data.clear();
-        data.reserve(frames * dim);
+        data.reserve(frames * self.dim());
         energies.clear();
         energies.reserve(frames);
         col_sums.clear();
-        col_sums.resize(dim, 0.0);
+        col_sums.resize(self.dim(), 0.0);
+    }
+
+    /// Advances an incremental [`compute_fused`](Self::compute_fused): `samples` is the signal so
+    /// far (a growing prefix of the final signal; `last` when it is complete). Works on the frames
+    /// and pieces that lie inside the prefix and have not been done yet (with snip edges: centred
+    /// frames depend on the signal's end, so without snip edges everything waits for `last`).
+    /// The outputs are those of one `compute_fused` call on the whole signal, however the signal
+    /// arrived.
+    pub(crate) fn fused_advance(
+        &self,
+        samples: &[f32],
+        last: bool,
+        cursor: &mut FusedCursor,
+        ws: &mut Workspace,
+        (data, energies, col_sums): (&mut Vec<f32>, &mut Vec<f32>, &mut Vec<f64>),
+        mut segment: impl FnMut(&[f32]),
+    ) {
+        let snip = self.opts.frame.snip_edges;
+        if !snip && !last {
+            return;
+        }
+        let total = self.num_frames(samples.len());
+        let dim = self.dim();
         let mut mel = std::mem::take(&mut ws.mel);
         mel.resize(dim, 0.0);
         let mut gather = std::mem::take(&mut ws.gather);
         let shift = self.shift.max(1);
-        // Snip-edges frames are sub-slices: their means and energies are summed four frames at a
-        // time (four independent chains of adds instead of one; the same sums).
-        let grouped = self.opts.frame.snip_edges;
-        let mut stats = [(0.0, 0.0); 4];
-        for i in 0..frames {
-            let energy = if grouped && i / 4 * 4 + 4 <= frames {
-                if i % 4 == 0 {
-                    stats = self.frame_stats4(samples, i);
-                }
-                let (mean, energy) = stats[i % 4];
-                Energy::Given { mean, energy }
-            } else {
-                Energy::DcFree
-            };
+        let mut one_frame = |i: usize, energy: Energy, ws: &mut Workspace| {
             let frame = extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
             let e = self.frame_log_mel(frame, ws, &mut mel, energy, Some(col_sums));
             data.extend_from_slice(&mel);
             energies.push(e);
-            let lo = (i * shift).min(samples.len());
-            let hi = (lo + shift).min(samples.len());
-            segment(&samples[lo..hi]);
+        };
+        let mut emit_pieces = |upto: usize, cursor: &mut FusedCursor| {
+            while cursor.pieces < upto && (cursor.pieces + 1) * shift <= samples.len() {
+                segment(&samples[cursor.pieces * shift..(cursor.pieces + 1) * shift]);
+                cursor.pieces += 1;
+            }
+        };
+        let mut i = cursor.frames;
+        while i < total {
+            // Snip-edges frames are sub-slices: their means and energies are summed four frames
+            // at a time (four independent chains of adds instead of one; the same sums).
+            if snip && i + 4 <= total {
+                let stats = self.frame_stats4(samples, i);
+                for (k, (mean, energy)) in stats.into_iter().enumerate() {
+                    one_frame(i + k, Energy::Given { mean, energy }, ws);
+                }
+                i += 4;
+            } else if last {
+                one_frame(i, Energy::DcFree, ws);
+                i += 1;
+            } else {
+                break;
+            }
+            emit_pieces(i, cursor);
         }
-        let done = (frames * shift).min(samples.len());
-        for piece in samples[done..].chunks(shift) {
-            segment(piece);
+        cursor.frames = i;
+        if last {
+            emit_pieces(usize::MAX, cursor);
+            let done = cursor.pieces * shift;
+            if done < samples.len() {
+                segment(&samples[done..]);
+                cursor.pieces += 1;
+            }
         }
         ws.mel = mel;
         ws.gather = gather;
@@ -695,6 +750,15 @@ impl Fbank {
         }
         e
     }
+}
+
+/// How far an incremental [`Fbank::fused_advance`] pass has got.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FusedCursor {
+    /// Frames done.
+    frames: usize,
+    /// Frame-shift pieces of the signal handed to the segment callback.
+    pieces: usize,
 }
 
 /// Which frame energy [`Fbank::frame_log_mel`] also returns.

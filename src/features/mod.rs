@@ -20,8 +20,8 @@ pub(crate) mod simd;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub(crate) use fbank::Workspace;
 pub use fbank::{Fbank, Mfcc, StreamingFbank};
+pub(crate) use fbank::{FusedCursor, Workspace};
 pub use matrix::FeatureMatrix;
 pub use norm::{apply_cmn, apply_cmvn};
 pub(crate) use norm::{apply_cmn_at, apply_cmn_with_sums};

@@ -15,7 +15,9 @@ use super::{
 };
 use crate::audio::{self, AudioError, ChannelSelect, DecodeOptions, SourceInfo};
 use crate::features::simd::{self, Level};
-use crate::features::{Fbank, FeatureMatrix, Workspace, apply_cmn_at, apply_cmn_with_sums};
+use crate::features::{
+    Fbank, FeatureMatrix, FusedCursor, Workspace, apply_cmn_at, apply_cmn_with_sums,
+};
 
 /// Decode + filterbank + VAD / quality + CMN with buffers kept across calls. One per thread (or
 /// per worker); [`process`](Self::process) takes `&mut self`.
@@ -98,14 +100,73 @@ impl FrontEnd {
     /// Decodes `bytes` and analyses the result: the same samples as `audio::decode`, the same
     /// report as `quality::assess` on them, the same features as `Fbank::compute` (+ `apply_cmn`)
     /// on them (after `audio::resample` to the filterbank's rate when the rates differ).
+    ///
+    /// When the source is at the filterbank's rate and on the VAD's grid (the defaults), the
+    /// filterbank runs on each block of samples as the decoder produces it, while the block is
+    /// still in cache.
     pub fn process(
         &mut self,
         bytes: &[u8],
         opts: &DecodeOptions,
     ) -> Result<FrontEndOutput<'_>, AudioError> {
-        let (info, channel) = audio::decode_into(bytes, opts, &mut self.signal)?;
+        let level = self.level;
+        let Self {
+            fbank,
+            vad,
+            signal,
+            features,
+            energies,
+            col_sums,
+            clip,
+            ws,
+            ..
+        } = self;
+        let fbank_rate = fbank.options().frame.sample_rate;
+        let mut data = std::mem::take(features).into_vec();
+        let mut cursor = FusedCursor::default();
+        // Whether the blocks go through the fused pass: decided on the first block (its rate).
+        let mut fused: Option<bool> = None;
+        let mut progress = |so_far: &[f32], rate: u32| {
+            let on = *fused.get_or_insert_with(|| {
+                let on = rate == fbank_rate && same_grid(fbank, rate, vad);
+                if on {
+                    let (_, hop) = vad.frame_samples(rate);
+                    clip.reset(vad, hop, 0);
+                    fbank.fused_begin(&mut data, energies, col_sums, 0);
+                }
+                on
+            });
+            if on {
+                fbank.fused_advance(
+                    so_far,
+                    false,
+                    &mut cursor,
+                    ws,
+                    (&mut data, energies, col_sums),
+                    |piece| clip.push(level, piece),
+                );
+            }
+        };
+        let decoded = audio::decode_into_with(bytes, opts, signal, &mut progress);
+        let fused = fused == Some(true);
+        if fused {
+            fbank.fused_advance(
+                signal,
+                true,
+                &mut cursor,
+                ws,
+                (&mut data, energies, col_sums),
+                |piece| clip.push(level, piece),
+            );
+        }
+        *features = FeatureMatrix::from_rows_unchecked(data, fbank.dim());
+        let (info, channel) = decoded?;
         let signal = std::mem::take(&mut self.signal);
-        let analysed = self.analyse(&signal, info.sample_rate);
+        let analysed = if fused && info.sample_rate == fbank_rate {
+            Ok(self.finish_fused(&signal, info.sample_rate))
+        } else {
+            self.analyse(&signal, info.sample_rate)
+        };
         self.signal = signal;
         Ok(FrontEndOutput {
             samples: &self.signal,
@@ -150,13 +211,12 @@ impl FrontEnd {
             }
             return Ok(report);
         }
-        let (len, hop) = self.vad.frame_samples(rate);
+        let (_, hop) = self.vad.frame_samples(rate);
         let Self {
             fbank,
             vad,
             features,
             energies,
-            powers,
             col_sums,
             clip,
             ws,
@@ -168,14 +228,22 @@ impl FrontEnd {
             clip.push(level, piece)
         });
         *features = FeatureMatrix::from_rows_unchecked(data, fbank.dim());
-        powers.clear();
-        powers.extend(energies.iter().map(|&e| power_of(e, len)));
-        let clipping = clip.finish(samples, vad);
-        let report = report_from_powers(samples.len(), rate, vad, powers, clipping);
+        Ok(self.finish_fused(samples, rate))
+    }
+
+    /// The report and CMN after the fused pass over `samples` filled the features, energies,
+    /// column sums and clipping scan.
+    fn finish_fused(&mut self, samples: &[f32], rate: u32) -> QualityReport {
+        let (len, _) = self.vad.frame_samples(rate);
+        self.powers.clear();
+        self.powers
+            .extend(self.energies.iter().map(|&e| power_of(e, len)));
+        let clipping = self.clip.finish(samples, &self.vad);
+        let report = report_from_powers(samples.len(), rate, &self.vad, &self.powers, clipping);
         if self.cmn {
-            apply_cmn_with_sums(level, &mut self.features, &self.col_sums);
+            apply_cmn_with_sums(self.level, &mut self.features, &self.col_sums);
         }
-        Ok(report)
+        report
     }
 }
 

@@ -533,3 +533,62 @@ fn front_end_is_the_same_at_every_dispatch_level() {
         }
     }
 }
+
+/// A 32-bit float mono WAV (decoded by symphonia, packet by packet).
+fn float_wav(samples: &[f32], rate: u32) -> Vec<u8> {
+    let data_len = (samples.len() * 4) as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32, 3 | (1 << 16), rate, rate * 4, 4 | (32 << 16)] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for &s in samples {
+        b.extend_from_slice(&(s / 32768.0).to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn front_end_runs_the_filterbank_on_every_decoder_s_blocks() {
+    // Float WAV through symphonia (small packets), long PCM16 (many 16,384-frame blocks), and
+    // stereo µ-law picking the right leg.
+    let vad = VadOptions::default();
+    let (_, speech) = read_wav_pcm16(&format!("{GOLDEN}/c_flite_slt.wav"));
+    let long: Vec<f32> = speech
+        .iter()
+        .copied()
+        .cycle()
+        .take(16_000 * 9 + 123)
+        .collect();
+    let ulaw = std::fs::read(format!("{GOLDEN}/d_8k.ulaw")).unwrap();
+    let stereo: Vec<u8> = ulaw.iter().flat_map(|&b| [!b, b]).collect();
+    let stereo_opts = crate::audio::DecodeOptions {
+        encoding: crate::audio::Encoding::Mulaw,
+        sample_rate: Some(8_000),
+        channels: 2,
+        channel: crate::audio::ChannelSelect::Right,
+        ..crate::audio::DecodeOptions::default()
+    };
+    let auto = crate::audio::DecodeOptions::default();
+    for (bytes, opts, rate) in [
+        (float_wav(&speech, 16_000), &auto, 16_000),
+        (pcm16_wav(&long, 16_000), &auto, 16_000),
+        (stereo, &stereo_opts, 8_000),
+    ] {
+        let x = crate::audio::decode(&bytes, opts).unwrap().waveform.samples;
+        let fb = fbank_for(rate);
+        let mut fe = FrontEnd::new(fb.clone(), vad);
+        for _ in 0..2 {
+            let out = fe.process(&bytes, opts).unwrap();
+            assert_eq!(out.samples, &x[..]);
+            assert_eq!(out.quality, assess(&x, rate, &vad), "{rate} Hz");
+            let mut want = fb.compute(&x);
+            crate::features::apply_cmn(&mut want);
+            assert_eq!(out.features, &want, "{rate} Hz");
+        }
+    }
+}
