@@ -1,13 +1,18 @@
 //! The whole front end (decode, filterbank, VAD / quality, CMN) as one reusable object.
 //!
-//! [`FrontEnd::process`] does what `audio::decode` + [`assess_with_fbank`](super::assess_with_fbank)
-//! + `features::apply_cmn` do, with the same results, but
+//! [`FrontEnd::process`] does what `audio::decode`, then
+//! [`assess_with_fbank`](super::assess_with_fbank) and `features::apply_cmn` do, with the same
+//! results, but
 //! * it owns the decoded signal, the feature matrix and the filterbank's scratch buffers and reuses
 //!   them from call to call, so a warm front end allocates nothing large and takes no page faults
 //!   (on a fresh 38 MB signal and 19 MB matrix per 10 minutes at 16 kHz these were ~15 % of the
 //!   time);
-//! * the clipping scan reads each frame-shift piece of the signal while the filterbank has that
-//!   frame in cache, instead of a separate pass over the whole signal;
+//! * the filterbank runs on each block of samples as the decoder produces it
+//!   (`audio::decode_into_with`), while the block is in cache, and the clipping scan reads each
+//!   frame-shift piece of the signal right after the frames over it, instead of separate passes
+//!   over the whole signal;
+//! * frame means and energies are summed four frames at a time (the same sums, more of them in
+//!   flight);
 //! * the CMN column sums are accumulated while the rows are produced, so CMN is one subtract pass.
 
 use super::{
