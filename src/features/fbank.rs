@@ -411,9 +411,10 @@ impl Fbank {
     /// [`compute_with_energies`](Self::compute_with_energies) gives it (to `energies`, cleared
     /// first), each column's sum over all rows in `f64` and in row order (to `col_sums`, so that
     /// CMN needs no second pass to find the means: the sums are bit-identical to the ones
-    /// `apply_cmn` computes), and `segment` called on consecutive, non-overlapping pieces of
-    /// `samples` of the frame shift's length (the last one shorter) that together cover it
-    /// exactly once, in order, each soon after the frames reading it (so it is still in cache).
+    /// `apply_cmn` computes), and `segment` called on consecutive, non-overlapping runs of whole
+    /// frame-shift pieces of `samples` (the very last run may end in a shorter piece) that together
+    /// cover it exactly once, in order, each soon after the frames reading it (so it is still in
+    /// cache).
     ///
     /// The rows are identical to [`compute`](Self::compute)'s.
     pub(crate) fn compute_fused(
@@ -480,30 +481,24 @@ impl Fbank {
         mel.resize(dim, 0.0);
         let mut gather = std::mem::take(&mut ws.gather);
         let shift = self.shift.max(1);
-        let mut one_frame = |i: usize, energy: Energy, ws: &mut Workspace| {
-            let frame = extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
-            let e = self.frame_log_mel(frame, ws, &mut mel, energy, Some(col_sums));
-            data.extend_from_slice(&mel);
-            energies.push(e);
-        };
         let mut emit_pieces = |upto: usize, cursor: &mut FusedCursor| {
-            while cursor.pieces < upto && (cursor.pieces + 1) * shift <= samples.len() {
-                segment(&samples[cursor.pieces * shift..(cursor.pieces + 1) * shift]);
-                cursor.pieces += 1;
+            let end = upto.min(samples.len() / shift);
+            if cursor.pieces < end {
+                segment(&samples[cursor.pieces * shift..end * shift]);
+                cursor.pieces = end;
             }
         };
         let mut i = cursor.frames;
         while i < total {
-            // Snip-edges frames are sub-slices: their means and energies are summed four frames
-            // at a time (four independent chains of adds instead of one; the same sums).
             if snip && i + 4 <= total {
-                let stats = self.frame_stats4(samples, i);
-                for (k, (mean, energy)) in stats.into_iter().enumerate() {
-                    one_frame(i + k, Energy::Given { mean, energy }, ws);
-                }
+                self.frames4(samples, i, ws, &mut mel, col_sums, data, energies);
                 i += 4;
             } else if last {
-                one_frame(i, Energy::DcFree, ws);
+                let frame =
+                    extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
+                let e = self.frame_log_mel(frame, ws, &mut mel, Energy::DcFree, Some(col_sums));
+                data.extend_from_slice(&mel);
+                energies.push(e);
                 i += 1;
             } else {
                 break;
@@ -523,14 +518,69 @@ impl Fbank {
         ws.gather = gather;
     }
 
-    /// The mean to remove (0 without DC removal) and the [`Energy::DcFree`] energy of the four
-    /// snip-edges frames `i .. i + 4` of `samples` (which must all be complete), at the
-    /// extractor's dispatch level; bit-identical to what `frame_log_mel` computes per frame.
-    fn frame_stats4(&self, samples: &[f32], i: usize) -> [(f32, f32); 4] {
+    /// The four snip-edges frames `i .. i + 4` of `samples` (all complete) in one call at the
+    /// extractor's dispatch level: their means and energies summed together
+    /// ([`frame_stats4_body`](Self::frame_stats4_body)), then each frame's log-mel row appended to `data`,
+    /// its energy to `energies` and its values added to `sums`, exactly as four
+    /// `frame_log_mel(…, Energy::DcFree, Some(sums))` calls would.
+    #[allow(clippy::too_many_arguments)]
+    fn frames4(
+        &self,
+        samples: &[f32],
+        i: usize,
+        ws: &mut Workspace,
+        mel: &mut [f32],
+        sums: &mut [f64],
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+    ) {
         dispatch!(self.level,
-            avx2: self.frame_stats4_avx2(samples, i),
-            scalar: self.frame_stats4_body(samples, i),
-        )
+            avx2: self.frames4_avx2(samples, i, ws, mel, sums, data, energies),
+            scalar: {
+                let stats = self.frame_stats4_body(samples, i);
+                self.frames4_rows::<false>(stats, samples, i, ws, mel, sums, data, energies);
+            },
+        );
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    fn frames4_avx2(
+        &self,
+        samples: &[f32],
+        i: usize,
+        ws: &mut Workspace,
+        mel: &mut [f32],
+        sums: &mut [f64],
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+    ) {
+        let stats = self.frame_stats4_avx2(samples, i);
+        self.frames4_rows::<true>(stats, samples, i, ws, mel, sums, data, energies);
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn frames4_rows<const FMA: bool>(
+        &self,
+        stats: [(f32, f32); 4],
+        samples: &[f32],
+        i: usize,
+        ws: &mut Workspace,
+        mel: &mut [f32],
+        sums: &mut [f64],
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+    ) {
+        for (k, (mean, energy)) in stats.into_iter().enumerate() {
+            let start = (i + k) * self.shift;
+            let frame = &samples[start..start + self.frame_len];
+            let energy = Energy::Given { mean, energy };
+            let e = self.frame_log_mel_body::<FMA>(frame, ws, mel, energy, Some(&mut *sums));
+            data.extend_from_slice(mel);
+            energies.push(e);
+        }
     }
 
     /// [`frame_stats4_body`](Self::frame_stats4_body) written out with AVX2 intrinsics (left to
@@ -584,6 +634,9 @@ impl Fbank {
         out
     }
 
+    /// The mean to remove (0 without DC removal) and the [`Energy::DcFree`] energy of the four
+    /// snip-edges frames `i .. i + 4` of `samples` (which must all be complete); bit-identical to
+    /// what `frame_log_mel` computes per frame.
     #[inline(always)]
     fn frame_stats4_body(&self, samples: &[f32], i: usize) -> [(f32, f32); 4] {
         let (len, shift) = (self.frame_len, self.shift);
@@ -771,7 +824,7 @@ enum Energy {
     /// `Σ (x − mean)²` whatever the options say (the VAD's frame energy).
     DcFree,
     /// [`Energy::DcFree`] and the mean removed before pre-emphasis (0 without DC removal),
-    /// already computed ([`Fbank::frame_stats4`]).
+    /// already computed ([`Fbank::frames4`]).
     Given {
         /// The mean to subtract.
         mean: f32,

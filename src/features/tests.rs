@@ -518,10 +518,10 @@ fn fused_pass_gives_the_rows_energies_sums_and_pieces_of_the_separate_ones() {
                 let (want, want_e) = fb.compute_with_energies(x);
                 assert_eq!(data, want.as_slice(), "{rate} Hz, {n} samples");
                 assert_eq!(energies, want_e);
-                // The pieces tile the signal in frame-shift steps.
+                // The runs of pieces tile the signal in whole frame-shift steps.
                 assert_eq!(pieces, x);
                 let shift = fb.options().frame.frame_shift_samples();
-                assert!(lens.iter().rev().skip(1).all(|&l| l == shift));
+                assert!(lens.iter().rev().skip(1).all(|&l| l % shift == 0 && l > 0));
                 // Column sums as CMN computes them, and CMN from them bit-identical.
                 let m = FeatureMatrix::new(data, bins).unwrap();
                 let mut a = m.clone();

@@ -247,16 +247,25 @@ impl ClipScan {
         self.block_peaks.reserve(len.div_ceil(self.block));
     }
 
-    /// The next block, at the CPU's dispatch level (the result is the same at every level).
+    /// The next blocks: `blocks` starts at a block boundary and holds whole blocks (but for the
+    /// signal's very last, shorter one). At the CPU's dispatch level (the result is the same at
+    /// every level).
     #[inline]
-    pub(crate) fn push(&mut self, level: Level, block: &[f32]) {
-        dispatch!(level, avx2: self.push_avx2(block), scalar: self.push_body(block));
+    pub(crate) fn push(&mut self, level: Level, blocks: &[f32]) {
+        dispatch!(level, avx2: self.push_avx2(blocks), scalar: self.push_blocks(blocks));
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn push_avx2(&mut self, block: &[f32]) {
-        self.push_body(block);
+    fn push_avx2(&mut self, blocks: &[f32]) {
+        self.push_blocks(blocks);
+    }
+
+    #[inline(always)]
+    fn push_blocks(&mut self, blocks: &[f32]) {
+        for block in blocks.chunks(self.block) {
+            self.push_body(block);
+        }
     }
 
     /// Branch-free and vectorised: the count at or beyond full scale and the block's peak.

@@ -365,11 +365,14 @@ fn clip_scan_gives_the_same_count_for_any_block_length() {
             let want = clipping_ratio_reference(&x, &o);
             for block in [1usize, 7, 64, 80, 160, 4_099, 20_000] {
                 for level in [Level::Scalar, simd::level()] {
-                    let mut scan = ClipScan::new(&o, block, x.len());
-                    for piece in x.chunks(block) {
-                        scan.push(level, piece);
+                    // One block at a time, or runs of three blocks.
+                    for run in [block, 3 * block] {
+                        let mut scan = ClipScan::new(&o, block, x.len());
+                        for piece in x.chunks(run) {
+                            scan.push(level, piece);
+                        }
+                        assert_eq!(scan.finish(&x, &o), want, "block {block} run {clip_run}");
                     }
-                    assert_eq!(scan.finish(&x, &o), want, "block {block} run {clip_run}");
                 }
             }
         }
