@@ -1,5 +1,6 @@
 //! Front-end throughput: Kaldi fbank / MFCC and the whole front end (decode + fbank + CMN + VAD) on
-//! 10 minutes of audio tiled from the golden inputs. `VOICEPRINT_SIMD=scalar` measures the baseline
+//! 10 minutes of audio tiled from the golden inputs. `full_*` run a warm `quality::FrontEnd`
+//! (buffers reused across calls); `full_*_alloc` the separate functions with fresh buffers. `VOICEPRINT_SIMD=scalar` measures the baseline
 //! (SSE2) copies of the hot loops instead of the AVX2 + FMA ones. Figures as × real time go to benches/README.md.
 //!
 //! Times are the benchmark thread's **CPU time** (`/proc/thread-self/schedstat`, nanoseconds), not
@@ -15,7 +16,7 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use voiceprint::audio::{DecodeOptions, Limits, decode, resample};
 use voiceprint::features::{Fbank, FbankOptions, Mfcc, MfccOptions, apply_cmn};
-use voiceprint::quality::{VadOptions, assess, assess_with_fbank};
+use voiceprint::quality::{FrontEnd, VadOptions, assess, assess_with_fbank};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/golden/inputs");
 const SECONDS: usize = 600;
@@ -144,13 +145,29 @@ fn front_end(c: &mut Criterion<ThreadCpuTime>) {
         limits,
         ..DecodeOptions::default()
     };
+    // The whole front end: WAV bytes -> decoded samples, quality report (VAD, net speech, SNR,
+    // clipping) and CMN'd features. `full_*`: a warm `FrontEnd` (buffers reused across calls, the
+    // steady state of a worker); `*_alloc`: the separate functions with fresh buffers every call.
     for (name, fb, x, rate) in [
         ("full_16k_fbank80", &fb80, &x16, 16_000),
         ("full_8k_fbank23", &fb23, &x8, 8_000),
     ] {
         let bytes = wav_bytes(x, rate);
         g.throughput(Throughput::Elements(x.len() as u64));
+        let mut fe = FrontEnd::new(fb.clone(), vad);
         g.bench_function(name, |b| {
+            b.iter(|| {
+                let out = fe
+                    .process(black_box(&bytes), &opts)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                black_box((
+                    out.samples.len(),
+                    out.features.as_slice().len(),
+                    out.quality,
+                ))
+            })
+        });
+        g.bench_function(format!("{name}_alloc"), |b| {
             b.iter(|| {
                 let d = decode(black_box(&bytes), &opts).unwrap_or_else(|e| panic!("{e}"));
                 let w = &d.waveform;

@@ -14,7 +14,7 @@ use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
-use super::{AudioError, DecodeOptions, Decoded, Encoding, Pick, SourceInfo, Waveform, check_rate};
+use super::{AudioError, ChannelSelect, DecodeOptions, Encoding, Pick, SourceInfo, check_rate};
 
 /// Consecutive undecodable packets tolerated before the input is declared corrupt.
 const MAX_CONSECUTIVE_ERRORS: usize = 32;
@@ -198,7 +198,12 @@ fn map_symphonia(e: SymError, context: &str) -> AudioError {
 /// Decodes a container. PCM16 and G.711 WAV data is decoded directly (exact G.711 tables, no
 /// per-packet overhead); everything else goes through symphonia, run under `catch_unwind` so a
 /// decoder bug on hostile input becomes an error instead of taking the process down.
-pub(crate) fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, AudioError> {
+pub(crate) fn decode_into(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    out: &mut Vec<f32>,
+    progress: &mut dyn FnMut(&[f32], u32),
+) -> Result<(SourceInfo, ChannelSelect), AudioError> {
     let wav = scan_wav(bytes, opts)?;
     let (header, data) = match wav {
         Some((header, data)) => (Some(header), data),
@@ -213,16 +218,18 @@ pub(crate) fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, Audi
             channels: h.channels,
             ..opts.clone()
         };
-        let mut decoded = super::raw::decode(
+        let (mut info, channel) = super::raw::decode_into(
             &data[h.data_offset..h.data_offset + h.data_len],
             encoding,
             &raw_opts,
+            out,
+            progress,
         )?;
-        decoded.info.container = "wav".into();
-        return Ok(decoded);
+        info.container = "wav".into();
+        return Ok((info, channel));
     }
     match catch_unwind(AssertUnwindSafe(|| {
-        decode_symphonia(&data, header.as_ref(), opts)
+        decode_symphonia(&data, header.as_ref(), opts, out, progress)
     })) {
         Ok(result) => result,
         Err(_) => Err(AudioError::Corrupt(
@@ -235,7 +242,9 @@ fn decode_symphonia(
     bytes: &[u8],
     wav: Option<&WavHeader>,
     opts: &DecodeOptions,
-) -> Result<Decoded, AudioError> {
+    samples: &mut Vec<f32>,
+    progress: &mut dyn FnMut(&[f32], u32),
+) -> Result<(SourceInfo, ChannelSelect), AudioError> {
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let mut hint = Hint::new();
     if wav.is_some() {
@@ -288,7 +297,7 @@ fn decode_symphonia(
         .map_err(|e| map_symphonia(e, "opening the decoder"))?;
     let codec = decoder.codec_info().short_name.to_string();
 
-    let mut samples: Vec<f32> = Vec::new();
+    samples.clear();
     if let (Some(frames), Some(_)) = (num_frames, header_rate) {
         // The frame count was checked against the limit above; cap the reservation anyway.
         samples.reserve(
@@ -365,7 +374,8 @@ fn decode_symphonia(
         let _ = channels;
         frames += buffer.frames() as u64;
         opts.limits.check_frames(frames, rate)?;
-        append_channel(&buffer, pick, &mut samples);
+        append_channel(&buffer, pick, samples);
+        progress(samples, rate);
     }
     let Some((rate, channels, pick)) = stream else {
         if consecutive_errors > 0 {
@@ -393,21 +403,15 @@ fn decode_symphonia(
             )));
         }
     }
-    Ok(Decoded {
-        waveform: Waveform {
-            samples,
-            sample_rate: rate,
-        },
-        info: SourceInfo {
-            container,
-            codec,
-            sample_rate: rate,
-            channels,
-            frames,
-            duration_seconds: frames as f64 / f64::from(rate),
-        },
-        channel: pick.reported(channels),
-    })
+    let info = SourceInfo {
+        container,
+        codec,
+        sample_rate: rate,
+        channels,
+        frames,
+        duration_seconds: frames as f64 / f64::from(rate),
+    };
+    Ok((info, pick.reported(channels)))
 }
 
 /// Appends the picked channel of `buffer` to `out`, converted to 16-bit integer scale.
@@ -610,9 +614,17 @@ mod tests {
         for law in ["ulaw", "alaw"] {
             let bytes = fixture(&format!("golden/inputs/d_8k_{law}.wav"));
             let (header, data) = scan_wav(&bytes, &auto()).unwrap().unwrap();
-            let via_symphonia = decode_symphonia(&data, Some(&header), &auto()).unwrap();
+            let mut via_symphonia = vec![1.0; 3];
+            decode_symphonia(
+                &data,
+                Some(&header),
+                &auto(),
+                &mut via_symphonia,
+                &mut |_, _| {},
+            )
+            .unwrap();
             let expected = canonical_pcm16(&format!("golden/inputs/d_8k_{law}_decoded_pcm16.wav"));
-            assert_eq!(via_symphonia.waveform.samples, expected, "symphonia {law}");
+            assert_eq!(via_symphonia, expected, "symphonia {law}");
         }
         // Every code of both laws through a WAV, against the tables.
         let codes: Vec<u8> = (0..=255).collect();

@@ -404,6 +404,42 @@ pub(crate) fn check_rate(rate: u32) -> Result<u32, AudioError> {
 /// Decodes `bytes` (a container, or headerless audio as `opts.encoding` says) to one mono channel
 /// at the source sample rate.
 pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, AudioError> {
+    let mut samples = Vec::new();
+    let (info, channel) = decode_into(bytes, opts, &mut samples)?;
+    Ok(Decoded {
+        waveform: Waveform {
+            samples,
+            sample_rate: info.sample_rate,
+        },
+        info,
+        channel,
+    })
+}
+
+/// [`decode`] into a caller's buffer: `out` is cleared and receives the samples (at
+/// `info.sample_rate`), keeping its allocation, so a caller decoding many inputs allocates (and
+/// page-faults in) its sample buffer once. Returns what the source was and the channel selection
+/// applied. On error `out` holds no meaningful samples.
+pub fn decode_into(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    out: &mut Vec<f32>,
+) -> Result<(SourceInfo, ChannelSelect), AudioError> {
+    decode_into_with(bytes, opts, out, &mut |_, _| {})
+}
+
+/// [`decode_into`], calling `progress(samples_so_far, sample_rate)` while the samples arrive
+/// (after each block of 16,384 frames of PCM / G.711, after each packet of the other formats),
+/// so that a consumer can work on the newest samples while they are still in cache
+/// ([`crate::quality::FrontEnd`] runs the filterbank this way). `samples_so_far` is a growing
+/// prefix of the final samples. After an error the calls made so far mean nothing.
+pub fn decode_into_with(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    out: &mut Vec<f32>,
+    progress: &mut dyn FnMut(&[f32], u32),
+) -> Result<(SourceInfo, ChannelSelect), AudioError> {
+    out.clear();
     if bytes.is_empty() {
         return Err(AudioError::Empty);
     }
@@ -414,8 +450,8 @@ pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, AudioError>
         });
     }
     match opts.encoding {
-        Encoding::Auto => container::decode(bytes, opts),
-        encoding => raw::decode(bytes, encoding, opts),
+        Encoding::Auto => container::decode_into(bytes, opts, out, progress),
+        encoding => raw::decode_into(bytes, encoding, opts, out, progress),
     }
 }
 

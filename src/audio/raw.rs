@@ -1,13 +1,12 @@
 //! Headerless telephony audio: G.711 µ-law / A-law and PCM16LE, whole or streamed.
 
 use super::g711::{ALAW_TABLE, ULAW_TABLE};
-use super::{
-    AudioError, ChannelSelect, DecodeOptions, Decoded, Encoding, Pick, SourceInfo, Waveform,
-    check_rate,
-};
+use super::{AudioError, ChannelSelect, DecodeOptions, Encoding, Pick, SourceInfo, check_rate};
+use crate::features::simd::{self, Level, dispatch};
 
 /// Converts whole interleaved frames of `encoding` to the picked channel, appending to `out`.
-/// `bytes.len()` must be a multiple of `channels * bytes_per_sample`.
+/// `bytes.len()` must be a multiple of `channels * bytes_per_sample`. Runs the AVX2 copy where the
+/// CPU has it (integer to `f32` conversion is exact: both copies give the same samples).
 fn convert_frames(
     bytes: &[u8],
     encoding: Encoding,
@@ -15,7 +14,45 @@ fn convert_frames(
     pick: Pick,
     out: &mut Vec<f32>,
 ) {
-    #[inline]
+    convert_frames_at(simd::level(), bytes, encoding, channels, pick, out);
+}
+
+/// [`convert_frames`] at a given dispatch level.
+fn convert_frames_at(
+    level: Level,
+    bytes: &[u8],
+    encoding: Encoding,
+    channels: usize,
+    pick: Pick,
+    out: &mut Vec<f32>,
+) {
+    dispatch!(level,
+        avx2: convert_frames_avx2(bytes, encoding, channels, pick, out),
+        scalar: convert_frames_body(bytes, encoding, channels, pick, out),
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn convert_frames_avx2(
+    bytes: &[u8],
+    encoding: Encoding,
+    channels: usize,
+    pick: Pick,
+    out: &mut Vec<f32>,
+) {
+    convert_frames_body(bytes, encoding, channels, pick, out);
+}
+
+#[inline(always)]
+fn convert_frames_body(
+    bytes: &[u8],
+    encoding: Encoding,
+    channels: usize,
+    pick: Pick,
+    out: &mut Vec<f32>,
+) {
+    #[inline(always)]
     fn run(
         bytes: &[u8],
         bps: usize,
@@ -75,12 +112,20 @@ fn frame_bytes(encoding: Encoding, channels: usize) -> Result<usize, AudioError>
     Ok(bps * channels)
 }
 
-/// Decodes a whole headerless buffer (already checked to be non-empty and within `max_bytes`).
-pub(crate) fn decode(
+/// Frames converted between two calls of the progress callback (64 KiB of `f32` output: the
+/// consumer reads them from the L2 cache).
+const PROGRESS_FRAMES: usize = 16_384;
+
+/// Decodes a whole headerless buffer (already checked to be non-empty and within `max_bytes`)
+/// into `out` (cleared first, allocation kept), calling `progress` with the samples so far after
+/// each block of [`PROGRESS_FRAMES`] frames.
+pub(crate) fn decode_into(
     bytes: &[u8],
     encoding: Encoding,
     opts: &DecodeOptions,
-) -> Result<Decoded, AudioError> {
+    out: &mut Vec<f32>,
+    progress: &mut dyn FnMut(&[f32], u32),
+) -> Result<(SourceInfo, ChannelSelect), AudioError> {
     let rate = check_rate(opts.sample_rate.ok_or(AudioError::MissingSampleRate)?)?;
     let channels = opts.channels;
     let frame = frame_bytes(encoding, channels)?;
@@ -94,23 +139,21 @@ pub(crate) fn decode(
     }
     let frames = (bytes.len() / frame) as u64;
     opts.limits.check_frames(frames, rate)?;
-    let mut samples = Vec::with_capacity(bytes.len() / frame);
-    convert_frames(bytes, encoding, channels, pick, &mut samples);
-    Ok(Decoded {
-        waveform: Waveform {
-            samples,
-            sample_rate: rate,
-        },
-        info: SourceInfo {
-            container: "raw".into(),
-            codec: codec_name(encoding).into(),
-            sample_rate: rate,
-            channels,
-            frames,
-            duration_seconds: frames as f64 / f64::from(rate),
-        },
-        channel: pick.reported(channels),
-    })
+    out.clear();
+    out.reserve(bytes.len() / frame);
+    for block in bytes.chunks(PROGRESS_FRAMES * frame) {
+        convert_frames(block, encoding, channels, pick, out);
+        progress(out, rate);
+    }
+    let info = SourceInfo {
+        container: "raw".into(),
+        codec: codec_name(encoding).into(),
+        sample_rate: rate,
+        channels,
+        frames,
+        duration_seconds: frames as f64 / f64::from(rate),
+    };
+    Ok((info, pick.reported(channels)))
 }
 
 /// Incremental decoder for live headerless telephony audio (e.g. RTP payloads of G.711).
@@ -382,6 +425,83 @@ mod tests {
         dec.push(&[0x02, 0x03], &mut out);
         assert_eq!(out, [f32::from(0x0201i16)]);
         assert_eq!(dec.pending_bytes(), 1);
+    }
+
+    #[test]
+    fn avx2_and_baseline_conversions_are_identical() {
+        if !simd::avx2_fma_available() {
+            eprintln!("AVX2 + FMA not available: nothing to compare");
+            return;
+        }
+        // Every byte value and every int16 value, odd lengths, 1–3 channels, every pick.
+        let bytes: Vec<u8> = (0..=255u8)
+            .chain((0..=255u8).rev())
+            .cycle()
+            .take(3 * 65_539)
+            .collect();
+        let pcm: Vec<u8> = (i16::MIN..=i16::MAX)
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        for encoding in [Encoding::Mulaw, Encoding::Alaw, Encoding::Pcm16Le] {
+            let input = if encoding == Encoding::Pcm16Le {
+                &pcm
+            } else {
+                &bytes
+            };
+            for channels in 1..=3usize {
+                let frame = channels * encoding.bytes_per_sample().unwrap();
+                for len in [input.len(), input.len() - 7 * frame] {
+                    let whole = &input[..len - len % frame];
+                    let mut picks = vec![Pick::Mix];
+                    picks.extend((0..channels).map(Pick::One));
+                    for pick in picks {
+                        let (mut a, mut b) = (vec![1.0], vec![1.0]);
+                        convert_frames_at(Level::Scalar, whole, encoding, channels, pick, &mut a);
+                        convert_frames_at(Level::Avx2Fma, whole, encoding, channels, pick, &mut b);
+                        assert_eq!(a.len(), whole.len() / frame + 1);
+                        assert!(
+                            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{encoding} {channels} {pick:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn progress_sees_growing_prefixes_of_the_samples() {
+        let pcm: Vec<u8> = (0..40_000i32)
+            .flat_map(|i| ((i * 7 % 65_536 - 32_768) as i16).to_le_bytes())
+            .collect();
+        let opts = raw_opts(Encoding::Pcm16Le, 8000, 1, ChannelSelect::Default);
+        let mut seen: Vec<Vec<f32>> = Vec::new();
+        let mut out = Vec::new();
+        super::super::decode_into_with(&pcm, &opts, &mut out, &mut |so_far, rate| {
+            assert_eq!(rate, 8000);
+            seen.push(so_far.to_vec());
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen.last(), Some(&out));
+        for w in seen.windows(2) {
+            assert!(w[0].len() < w[1].len() && w[1].starts_with(&w[0]));
+        }
+    }
+
+    #[test]
+    fn decode_into_reuses_the_buffer() {
+        let wav = fixture("golden/inputs/d_8k_pcm16.wav");
+        let mut out = vec![5.0; 100_000];
+        let ptr = out.as_ptr();
+        let (info, channel) =
+            super::super::decode_into(&wav, &DecodeOptions::default(), &mut out).unwrap();
+        assert_eq!(out, canonical_pcm16("golden/inputs/d_8k_pcm16.wav"));
+        assert_eq!(out.as_ptr(), ptr);
+        assert_eq!((info.frames, info.container.as_str()), (19_102, "wav"));
+        assert_eq!(channel, ChannelSelect::Index(0));
+        assert!(super::super::decode_into(&[], &DecodeOptions::default(), &mut out).is_err());
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -52,29 +52,90 @@ fn ln_poly<const FMA: bool>(x: f32) -> f32 {
 /// the result is bit-identical at every dispatch level.
 #[inline(always)]
 pub(crate) fn sum8(xs: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+    let [s] = sum8_n([xs]);
+    s
+}
+
+/// [`sum8`] of `N` slices of one length at once: the same additions in the same order per slice
+/// (bit-identical results), with `N` independent dependency chains in flight instead of one.
+/// Slices of different lengths are summed one by one.
+#[inline(always)]
+pub(crate) fn sum8_n<const N: usize>(xs: [&[f32]; N]) -> [f32; N] {
+    sum_lanes_n(xs, [0.0; N], identity)
 }
 
 /// `Σ (x − m)²` with eight accumulators; never fused, so bit-identical at every dispatch level
 /// (the VAD's decisions must not depend on the CPU).
 #[inline(always)]
 pub(crate) fn sum_sq_dev8(xs: &[f32], m: f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = xs.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            let d = x - m;
-            *a += d * d;
+    let [s] = sum_sq_dev8_n([xs], [m]);
+    s
+}
+
+/// [`sum_sq_dev8`] of `N` slices of one length (slice `i` about `m[i]`) at once, bit-identical to
+/// `N` separate calls.
+#[inline(always)]
+pub(crate) fn sum_sq_dev8_n<const N: usize>(xs: [&[f32]; N], m: [f32; N]) -> [f32; N] {
+    sum_lanes_n(xs, m, sq_dev)
+}
+
+/// `Σ term(x, m[i])` over each slice: lane `j` of slice `i` adds the terms of elements
+/// `j, j + 8, …` in order, then the eight lanes and the tail are added in order.
+#[inline(always)]
+fn sum_lanes_n<const N: usize>(
+    xs: [&[f32]; N],
+    m: [f32; N],
+    term: impl Fn(f32, f32) -> f32 + Copy,
+) -> [f32; N] {
+    let len = xs.first().map_or(0, |x| x.len());
+    if xs.iter().any(|x| x.len() != len) {
+        let mut out = [0.0; N];
+        for ((o, x), mi) in out.iter_mut().zip(xs).zip(m) {
+            let [s] = sum_lanes_n([x], [mi], term);
+            *o = s;
         }
+        return out;
     }
-    acc.iter().sum::<f32>() + rest.iter().map(|x| (x - m) * (x - m)).sum::<f32>()
+    let full = len / 8 * 8;
+    let body = xs.map(|x| &x[..full]);
+    let mut acc = [[0.0f32; 8]; N];
+    let mut k = 0;
+    while k + 8 <= full {
+        for ((a, x), &mi) in acc.iter_mut().zip(&body).zip(&m) {
+            for (al, &xl) in a.iter_mut().zip(&x[k..k + 8]) {
+                *al += term(xl, mi);
+            }
+        }
+        k += 8;
+    }
+    let mut out = [0.0; N];
+    for (((o, a), x), mi) in out.iter_mut().zip(&acc).zip(xs).zip(m) {
+        *o = finish_lanes(a, &x[full..], mi, term);
+    }
+    out
+}
+
+/// The end of [`sum_lanes_n`] for one slice: its eight lane sums, then the terms of the tail past
+/// the last whole group of eight, in order.
+#[inline(always)]
+pub(crate) fn finish_lanes(
+    lanes: &[f32; 8],
+    tail: &[f32],
+    m: f32,
+    term: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    lanes.iter().sum::<f32>() + tail.iter().map(|&v| term(v, m)).sum::<f32>()
+}
+
+/// The term of [`sum8`].
+#[inline(always)]
+pub(crate) fn identity(x: f32, _m: f32) -> f32 {
+    x
+}
+
+/// The term of [`sum_sq_dev8`], never fused.
+#[inline(always)]
+pub(crate) fn sq_dev(x: f32, m: f32) -> f32 {
+    let d = x - m;
+    d * d
 }

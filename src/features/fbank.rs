@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
-use super::fastmath::{ln_fast, ln_in_place, sum_sq_dev8, sum8};
+use super::fastmath::{ln_fast, ln_in_place, sum_sq_dev8, sum_sq_dev8_n, sum8, sum8_n};
 use super::options::{FbankOptions, FrameOptions, MfccOptions, WindowType};
 use super::simd::{self, Level, dispatch, madd};
 use super::{FeatureError, FeatureMatrix};
@@ -107,6 +107,13 @@ impl MelBanks {
     /// bin), floored at [`ENERGY_FLOOR`] (not yet logged).
     #[inline(always)]
     fn apply<const FMA: bool>(&self, power: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if FMA {
+            // SAFETY: `FMA` is only true in code compiled with the `avx2,fma` target features
+            // (`frame_log_mel_avx2`), which runs only after they were detected on this CPU.
+            unsafe { self.apply_avx2(power, out) };
+            return;
+        }
         let iter = self.starts.iter().zip(&self.lens).zip(&self.offsets);
         for (o, ((&start, &len), &offset)) in out.iter_mut().zip(iter) {
             let p = &power[start..start + len];
@@ -120,6 +127,89 @@ impl MelBanks {
             let e =
                 ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
             *o = e.max(ENERGY_FLOOR);
+        }
+    }
+
+    /// [`apply`](Self::apply) with fused multiply-adds, eight filters at a time: each filter's
+    /// eight lanes accumulate exactly as in `apply::<true>` would, and the eight horizontal sums
+    /// are done together (the same additions in the same order,
+    /// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`, so the energies are bit-identical to the
+    /// per-filter loop's) instead of one shuffle-and-add chain per filter. The filters' bounds are
+    /// checked once per call, not per filter.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn apply_avx2(&self, power: &[f32], out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let n = self.starts.len().min(out.len());
+        // Every filter reads power[start .. start + len] with start + len <= power_len, and the
+        // weights are stored back to back: filter b's at offsets[b] = Σ lens[..b].
+        if power.len() < self.power_len || self.weights.len() < self.lens.iter().sum::<usize>() {
+            return;
+        }
+        let p0 = power.as_ptr();
+        let mut w = self.weights.as_ptr();
+        let dot = |b: usize, w: &mut *const f32| -> __m128 {
+            let (start, len) = (self.starts[b], self.lens[b]);
+            let mut acc = _mm256_setzero_ps();
+            let mut c = 0;
+            while c + MEL_LANES <= len {
+                // SAFETY: start + c + 8 <= start + len <= power_len (`MelBanks::new` makes
+                // power_len the largest start + len) <= power.len() (checked above), and the
+                // weight pointer stays inside filter b's `len` weights (checked above).
+                unsafe {
+                    let x = _mm256_loadu_ps(p0.add(start + c));
+                    let y = _mm256_loadu_ps(w.add(c));
+                    acc = _mm256_fmadd_ps(x, y, acc);
+                }
+                c += MEL_LANES;
+            }
+            // SAFETY: advances past filter b's weights, at most to one past the end.
+            *w = unsafe { w.add(len) };
+            _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc))
+        };
+        let floor = _mm_set1_ps(ENERGY_FLOOR);
+        let mut b = 0;
+        while b < n {
+            let group = (n - b).min(8);
+            let mut h = [_mm_setzero_ps(); 8];
+            if group == 8 {
+                h[0] = dot(b, &mut w);
+                h[1] = dot(b + 1, &mut w);
+                h[2] = dot(b + 2, &mut w);
+                h[3] = dot(b + 3, &mut w);
+                h[4] = dot(b + 4, &mut w);
+                h[5] = dot(b + 5, &mut w);
+                h[6] = dot(b + 6, &mut w);
+                h[7] = dot(b + 7, &mut w);
+            } else {
+                for (j, hj) in h.iter_mut().enumerate().take(group) {
+                    *hj = dot(b + j, &mut w);
+                }
+            }
+            // hadd(h_j, h_k) = [h_j0 + h_j1, h_j2 + h_j3, h_k0 + h_k1, h_k2 + h_k3].
+            let q01 = _mm_hadd_ps(h[0], h[1]);
+            let q23 = _mm_hadd_ps(h[2], h[3]);
+            let q45 = _mm_hadd_ps(h[4], h[5]);
+            let q67 = _mm_hadd_ps(h[6], h[7]);
+            let lo = _mm_max_ps(_mm_hadd_ps(q01, q23), floor);
+            let hi = _mm_max_ps(_mm_hadd_ps(q45, q67), floor);
+            if group == 8 {
+                let o = &mut out[b..b + 8];
+                // SAFETY: `o` holds 8 f32s: two unaligned 4-lane stores at 0 and 4.
+                unsafe {
+                    _mm_storeu_ps(o.as_mut_ptr(), lo);
+                    _mm_storeu_ps(o.as_mut_ptr().add(4), hi);
+                }
+            } else {
+                let mut sums = [0.0f32; 8];
+                // SAFETY: `sums` holds 8 f32s.
+                unsafe {
+                    _mm_storeu_ps(sums.as_mut_ptr(), lo);
+                    _mm_storeu_ps(sums.as_mut_ptr().add(4), hi);
+                }
+                out[b..b + group].copy_from_slice(&sums[..group]);
+            }
+            b += group;
         }
     }
 }
@@ -140,8 +230,9 @@ fn make_window(kind: WindowType, len: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Per-call scratch buffers; one per thread / stream, reused for every frame.
-struct Workspace {
+/// Per-call scratch buffers; one per thread / stream, reused for every frame (and, held by a
+/// [`crate::quality::FrontEnd`], across calls).
+pub(crate) struct Workspace {
     /// The conditioned, zero-padded frame (`padded` samples) as `padded / 2` complex pairs
     /// (`x[2n] + i·x[2n+1]`), written through [`as_f32_mut`].
     packed: Vec<Complex<f32>>,
@@ -150,6 +241,11 @@ struct Workspace {
     scratch: Vec<Complex<f32>>,
     power: Vec<f32>,
     mel: Vec<f32>,
+    /// Mel energies, then their logs, padded to a multiple of [`MEL_LANES`] with ones (whose log
+    /// is 0) so that the log runs on whole vectors only.
+    logmel: Vec<f32>,
+    /// Centred frames (no snip edges) with reflected edges are gathered here.
+    gather: Vec<f32>,
 }
 
 /// Real FFT power spectrum of an even length `n`: `|X[k]|²` for `k = 0 ..= n/2`.
@@ -301,13 +397,254 @@ impl Fbank {
         };
         for i in 0..frames {
             let frame = extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
-            let e = self.frame_log_mel(frame, &mut ws, &mut mel, energy);
+            let e = self.frame_log_mel(frame, &mut ws, &mut mel, energy, None);
             data.extend_from_slice(&mel);
             if let Some(es) = energies.as_deref_mut() {
                 es.push(e);
             }
         }
         FeatureMatrix::from_rows_unchecked(data, dim)
+    }
+
+    /// The whole-recording pass of [`crate::quality::FrontEnd`]: the log-mel rows of `samples`
+    /// (appended to `data`, which is cleared first), each frame's energy as
+    /// [`compute_with_energies`](Self::compute_with_energies) gives it (to `energies`, cleared
+    /// first), each column's sum over all rows in `f64` and in row order (to `col_sums`, so that
+    /// CMN needs no second pass to find the means: the sums are bit-identical to the ones
+    /// `apply_cmn` computes), and `segment` called on consecutive, non-overlapping runs of whole
+    /// frame-shift pieces of `samples` (the very last run may end in a shorter piece) that together
+    /// cover it exactly once, in order, each soon after the frames reading it (so it is still in
+    /// cache).
+    ///
+    /// The rows are identical to [`compute`](Self::compute)'s.
+    pub(crate) fn compute_fused(
+        &self,
+        samples: &[f32],
+        ws: &mut Workspace,
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+        col_sums: &mut Vec<f64>,
+        segment: impl FnMut(&[f32]),
+    ) {
+        let mut cursor = FusedCursor::default();
+        self.fused_begin(data, energies, col_sums, samples.len());
+        self.fused_advance(
+            samples,
+            true,
+            &mut cursor,
+            ws,
+            (data, energies, col_sums),
+            segment,
+        );
+    }
+
+    /// Starts an incremental [`compute_fused`](Self::compute_fused) of a signal of about
+    /// `expected` samples: clears the outputs (keeping their allocations).
+    pub(crate) fn fused_begin(
+        &self,
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+        col_sums: &mut Vec<f64>,
+        expected: usize,
+    ) {
+        let frames = self.num_frames(expected);
+        data.clear();
+        data.reserve(frames * self.dim());
+        energies.clear();
+        energies.reserve(frames);
+        col_sums.clear();
+        col_sums.resize(self.dim(), 0.0);
+    }
+
+    /// Advances an incremental [`compute_fused`](Self::compute_fused): `samples` is the signal so
+    /// far (a growing prefix of the final signal; `last` when it is complete). Works on the frames
+    /// and pieces that lie inside the prefix and have not been done yet (with snip edges: centred
+    /// frames depend on the signal's end, so without snip edges everything waits for `last`).
+    /// The outputs are those of one `compute_fused` call on the whole signal, however the signal
+    /// arrived.
+    pub(crate) fn fused_advance(
+        &self,
+        samples: &[f32],
+        last: bool,
+        cursor: &mut FusedCursor,
+        ws: &mut Workspace,
+        (data, energies, col_sums): (&mut Vec<f32>, &mut Vec<f32>, &mut Vec<f64>),
+        mut segment: impl FnMut(&[f32]),
+    ) {
+        let snip = self.opts.frame.snip_edges;
+        if !snip && !last {
+            return;
+        }
+        let total = self.num_frames(samples.len());
+        let dim = self.dim();
+        let mut mel = std::mem::take(&mut ws.mel);
+        mel.resize(dim, 0.0);
+        let mut gather = std::mem::take(&mut ws.gather);
+        let shift = self.shift.max(1);
+        let mut emit_pieces = |upto: usize, cursor: &mut FusedCursor| {
+            let end = upto.min(samples.len() / shift);
+            if cursor.pieces < end {
+                segment(&samples[cursor.pieces * shift..end * shift]);
+                cursor.pieces = end;
+            }
+        };
+        let mut i = cursor.frames;
+        while i < total {
+            if snip && i + 4 <= total {
+                self.frames4(samples, i, ws, &mut mel, col_sums, data, energies);
+                i += 4;
+            } else if last {
+                let frame =
+                    extract_frame(&self.opts.frame, self.frame_len, samples, i, &mut gather);
+                let e = self.frame_log_mel(frame, ws, &mut mel, Energy::DcFree, Some(col_sums));
+                data.extend_from_slice(&mel);
+                energies.push(e);
+                i += 1;
+            } else {
+                break;
+            }
+            emit_pieces(i, cursor);
+        }
+        cursor.frames = i;
+        if last {
+            emit_pieces(usize::MAX, cursor);
+            let done = cursor.pieces * shift;
+            if done < samples.len() {
+                segment(&samples[done..]);
+                cursor.pieces += 1;
+            }
+        }
+        ws.mel = mel;
+        ws.gather = gather;
+    }
+
+    /// The four snip-edges frames `i .. i + 4` of `samples` (all complete) in one call at the
+    /// extractor's dispatch level: their means and energies summed together
+    /// ([`frame_stats4_body`](Self::frame_stats4_body)), then each frame's log-mel row appended to `data`,
+    /// its energy to `energies` and its values added to `sums`, exactly as four
+    /// `frame_log_mel(…, Energy::DcFree, Some(sums))` calls would.
+    #[allow(clippy::too_many_arguments)]
+    fn frames4(
+        &self,
+        samples: &[f32],
+        i: usize,
+        ws: &mut Workspace,
+        mel: &mut [f32],
+        sums: &mut [f64],
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+    ) {
+        dispatch!(self.level,
+            avx2: self.frames4_avx2(samples, i, ws, mel, sums, data, energies),
+            scalar: {
+                let stats = self.frame_stats4_body(samples, i);
+                self.frames4_rows::<false>(stats, samples, i, ws, mel, sums, data, energies);
+            },
+        );
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    fn frames4_avx2(
+        &self,
+        samples: &[f32],
+        i: usize,
+        ws: &mut Workspace,
+        mel: &mut [f32],
+        sums: &mut [f64],
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+    ) {
+        let stats = self.frame_stats4_avx2(samples, i);
+        self.frames4_rows::<true>(stats, samples, i, ws, mel, sums, data, energies);
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn frames4_rows<const FMA: bool>(
+        &self,
+        stats: [(f32, f32); 4],
+        samples: &[f32],
+        i: usize,
+        ws: &mut Workspace,
+        mel: &mut [f32],
+        sums: &mut [f64],
+        data: &mut Vec<f32>,
+        energies: &mut Vec<f32>,
+    ) {
+        for (k, (mean, energy)) in stats.into_iter().enumerate() {
+            let start = (i + k) * self.shift;
+            let frame = &samples[start..start + self.frame_len];
+            let energy = Energy::Given { mean, energy };
+            let e = self.frame_log_mel_body::<FMA>(frame, ws, mel, energy, Some(&mut *sums));
+            data.extend_from_slice(mel);
+            energies.push(e);
+        }
+    }
+
+    /// [`frame_stats4_body`](Self::frame_stats4_body) written out with AVX2 intrinsics (left to
+    /// itself the compiler vectorises across the four frames, with a shuffle per element): one
+    /// 8-lane accumulator per frame, the lanes adding exactly what `sum_lanes_n`'s lanes add, in
+    /// the same order, never fused.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn frame_stats4_avx2(&self, samples: &[f32], i: usize) -> [(f32, f32); 4] {
+        use super::fastmath::{finish_lanes, identity, sq_dev};
+        use std::arch::x86_64::*;
+        let (len, shift) = (self.frame_len, self.shift);
+        let frames = [0, 1, 2, 3].map(|k| &samples[(i + k) * shift..(i + k) * shift + len]);
+        let full = len / 8 * 8;
+        let lanes_of = |acc: __m256| {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` holds 8 f32s.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+            lanes
+        };
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut k = 0;
+        while k + 8 <= full {
+            for (a, f) in acc.iter_mut().zip(&frames) {
+                // SAFETY: k + 8 <= full <= len = f.len().
+                *a = _mm256_add_ps(*a, unsafe { _mm256_loadu_ps(f.as_ptr().add(k)) });
+            }
+            k += 8;
+        }
+        let mut means = [0.0f32; 4];
+        for ((m, a), f) in means.iter_mut().zip(acc).zip(&frames) {
+            *m = finish_lanes(&lanes_of(a), &f[full..], 0.0, identity) / len as f32;
+        }
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mv = means.map(|m| _mm256_set1_ps(m));
+        let mut k = 0;
+        while k + 8 <= full {
+            for ((a, f), m) in acc.iter_mut().zip(&frames).zip(&mv) {
+                // SAFETY: k + 8 <= full <= len = f.len().
+                let d = _mm256_sub_ps(unsafe { _mm256_loadu_ps(f.as_ptr().add(k)) }, *m);
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(d, d));
+            }
+            k += 8;
+        }
+        let remove_dc = self.opts.frame.remove_dc;
+        let mut out = [(0.0, 0.0); 4];
+        for (((o, a), f), &m) in out.iter_mut().zip(acc).zip(&frames).zip(&means) {
+            let e = finish_lanes(&lanes_of(a), &f[full..], m, sq_dev);
+            *o = (if remove_dc { m } else { 0.0 }, e);
+        }
+        out
+    }
+
+    /// The mean to remove (0 without DC removal) and the [`Energy::DcFree`] energy of the four
+    /// snip-edges frames `i .. i + 4` of `samples` (which must all be complete); bit-identical to
+    /// what `frame_log_mel` computes per frame.
+    #[inline(always)]
+    fn frame_stats4_body(&self, samples: &[f32], i: usize) -> [(f32, f32); 4] {
+        let (len, shift) = (self.frame_len, self.shift);
+        let frames = [0, 1, 2, 3].map(|k| &samples[(i + k) * shift..(i + k) * shift + len]);
+        let means = sum8_n(frames).map(|s| s / len as f32);
+        let energies = sum_sq_dev8_n(frames, means);
+        let remove_dc = self.opts.frame.remove_dc;
+        [0, 1, 2, 3].map(|k| (if remove_dc { means[k] } else { 0.0 }, energies[k]))
     }
 
     /// The dispatch level of the per-frame code (for tests comparing the paths).
@@ -317,7 +654,60 @@ impl Fbank {
         self
     }
 
-    fn workspace(&self) -> Workspace {
+    /// Length of the power spectrum the mel filters read (tests).
+    #[cfg(test)]
+    pub(crate) fn mel_power_len(&self) -> usize {
+        self.workspace().power.len()
+    }
+
+    /// Frame length in samples (tests).
+    #[cfg(test)]
+    pub(crate) fn frame_len_samples(&self) -> usize {
+        self.frame_len
+    }
+
+    /// The power spectrum of one conditioned frame, padded as the mel filters read it (tests).
+    #[cfg(test)]
+    pub(crate) fn power_of_frame(&self, frame: &[f32]) -> Vec<f32> {
+        let mut ws = self.workspace();
+        let mut out = vec![0.0; self.dim()];
+        self.frame_log_mel_body::<false>(frame, &mut ws, &mut out, Energy::None, None);
+        ws.power
+    }
+
+    /// The grouped AVX2 mel sums (tests; the caller checked the CPU has AVX2 + FMA).
+    #[cfg(all(test, target_arch = "x86_64"))]
+    pub(crate) fn mel_avx2(&self, power: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; self.dim()];
+        // SAFETY: the test checked `simd::avx2_fma_available()` first.
+        unsafe { self.mel.apply_avx2(power, &mut out) };
+        out
+    }
+
+    /// The per-filter mel sums with each lane fused (`mul_add`), reduced as `MelBanks::apply`
+    /// reduces them (tests).
+    #[cfg(test)]
+    pub(crate) fn mel_reference(&self, power: &[f32]) -> Vec<f32> {
+        let m = &self.mel;
+        (0..m.starts.len())
+            .map(|b| {
+                let p = &power[m.starts[b]..m.starts[b] + m.lens[b]];
+                let w = &m.weights[m.offsets[b]..m.offsets[b] + m.lens[b]];
+                let mut acc = [0.0f32; MEL_LANES];
+                for (pc, wc) in p.chunks_exact(MEL_LANES).zip(w.chunks_exact(MEL_LANES)) {
+                    for ((a, &x), &y) in acc.iter_mut().zip(pc).zip(wc) {
+                        *a = x.mul_add(y, *a);
+                    }
+                }
+                let e = ((acc[0] + acc[4]) + (acc[1] + acc[5]))
+                    + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+                e.max(ENERGY_FLOOR)
+            })
+            .collect()
+    }
+
+    /// Scratch buffers sized for this extractor.
+    pub(crate) fn workspace(&self) -> Workspace {
         let fft = &self.spectrum.fft;
         let zero = Complex::new(0.0, 0.0);
         Workspace {
@@ -326,11 +716,14 @@ impl Fbank {
             scratch: vec![zero; fft.get_outofplace_scratch_len()],
             power: vec![0.0; self.mel.power_len.max(self.padded / 2 + 1)],
             mel: vec![0.0; self.opts.num_bins],
+            logmel: vec![1.0; self.opts.num_bins.div_ceil(MEL_LANES) * MEL_LANES],
+            gather: Vec::new(),
         }
     }
 
     /// Conditions one frame, writes its log-mel energies to `out` and returns the frame energy
-    /// asked for (0 for [`Energy::None`]), at the extractor's dispatch level.
+    /// asked for (0 for [`Energy::None`]), at the extractor's dispatch level. With `sums`, each
+    /// log-mel value is also added (in `f64`) to its column's running sum.
     #[inline]
     fn frame_log_mel(
         &self,
@@ -338,10 +731,11 @@ impl Fbank {
         ws: &mut Workspace,
         out: &mut [f32],
         energy: Energy,
+        sums: Option<&mut [f64]>,
     ) -> f32 {
         dispatch!(self.level,
-            avx2: self.frame_log_mel_avx2(frame, ws, out, energy),
-            scalar: self.frame_log_mel_body::<false>(frame, ws, out, energy),
+            avx2: self.frame_log_mel_avx2(frame, ws, out, energy, sums),
+            scalar: self.frame_log_mel_body::<false>(frame, ws, out, energy, sums),
         )
     }
 
@@ -353,8 +747,9 @@ impl Fbank {
         ws: &mut Workspace,
         out: &mut [f32],
         energy: Energy,
+        sums: Option<&mut [f64]>,
     ) -> f32 {
-        self.frame_log_mel_body::<true>(frame, ws, out, energy)
+        self.frame_log_mel_body::<true>(frame, ws, out, energy, sums)
     }
 
     #[inline(always)]
@@ -364,16 +759,22 @@ impl Fbank {
         ws: &mut Workspace,
         out: &mut [f32],
         energy: Energy,
+        sums: Option<&mut [f64]>,
     ) -> f32 {
         let n = frame.len();
         let fopts = &self.opts.frame;
         let frame_mean = || sum8(frame) / n as f32;
-        let mean = if fopts.remove_dc { frame_mean() } else { 0.0 };
-        let e = match energy {
-            Energy::None => 0.0,
-            Energy::Kaldi => sum_sq_dev8(frame, mean),
-            Energy::DcFree if fopts.remove_dc => sum_sq_dev8(frame, mean),
-            Energy::DcFree => sum_sq_dev8(frame, frame_mean()),
+        let mean = match energy {
+            Energy::Given { .. } => 0.0,
+            _ if fopts.remove_dc => frame_mean(),
+            _ => 0.0,
+        };
+        let (mean, e) = match energy {
+            Energy::None => (mean, 0.0),
+            Energy::Kaldi => (mean, sum_sq_dev8(frame, mean)),
+            Energy::DcFree if fopts.remove_dc => (mean, sum_sq_dev8(frame, mean)),
+            Energy::DcFree => (mean, sum_sq_dev8(frame, frame_mean())),
+            Energy::Given { mean, energy } => (mean, energy),
         };
         let p = fopts.preemphasis;
         let (head, tail) = as_f32_mut(&mut ws.packed).split_at_mut(n);
@@ -390,14 +791,31 @@ impl Fbank {
         }
         tail.fill(0.0);
         self.spectrum.compute(ws);
-        self.mel.apply::<FMA>(&ws.power, out);
-        ln_in_place::<FMA>(out);
+        let dim = out.len().min(ws.logmel.len());
+        self.mel.apply::<FMA>(&ws.power, &mut ws.logmel[..dim]);
+        ln_in_place::<FMA>(&mut ws.logmel);
+        out.copy_from_slice(&ws.logmel[..out.len()]);
+        if let Some(sums) = sums {
+            // Unfused adds in row order: the same sums as `norm::column_means`.
+            for (s, &x) in sums.iter_mut().zip(out.iter()) {
+                *s += f64::from(x);
+            }
+        }
         e
     }
 }
 
+/// How far an incremental [`Fbank::fused_advance`] pass has got.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FusedCursor {
+    /// Frames done.
+    frames: usize,
+    /// Frame-shift pieces of the signal handed to the segment callback.
+    pieces: usize,
+}
+
 /// Which frame energy [`Fbank::frame_log_mel`] also returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Energy {
     /// None (returns 0).
     None,
@@ -405,6 +823,14 @@ enum Energy {
     Kaldi,
     /// `Σ (x − mean)²` whatever the options say (the VAD's frame energy).
     DcFree,
+    /// [`Energy::DcFree`] and the mean removed before pre-emphasis (0 without DC removal),
+    /// already computed ([`Fbank::frames4`]).
+    Given {
+        /// The mean to subtract.
+        mean: f32,
+        /// The frame energy to return.
+        energy: f32,
+    },
 }
 
 /// The interleaved `re, im` view of a complex buffer.
@@ -521,7 +947,7 @@ impl Mfcc {
         };
         for (i, row) in out.rows_mut().enumerate() {
             let frame = extract_frame(&fb.opts.frame, fb.frame_len, samples, i, &mut gather);
-            let energy = fb.frame_log_mel(frame, &mut ws, &mut mel, want);
+            let energy = fb.frame_log_mel(frame, &mut ws, &mut mel, want, None);
             for (c, d) in row.iter_mut().zip(self.dct.chunks_exact(nb)) {
                 *c = d.iter().zip(&mel).map(|(a, b)| a * b).sum();
             }
@@ -605,7 +1031,7 @@ impl StreamingFbank {
         for (i, row) in out[base..].chunks_exact_mut(dim).enumerate() {
             let frame = &self.pending[i * shift..i * shift + len];
             self.fbank
-                .frame_log_mel(frame, &mut self.ws, row, Energy::None);
+                .frame_log_mel(frame, &mut self.ws, row, Energy::None, None);
         }
         self.pending.drain(..n * shift);
         self.frames += n as u64;

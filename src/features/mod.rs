@@ -21,8 +21,10 @@ pub(crate) mod simd;
 pub(crate) mod tests;
 
 pub use fbank::{Fbank, Mfcc, StreamingFbank};
+pub(crate) use fbank::{FusedCursor, Workspace};
 pub use matrix::FeatureMatrix;
 pub use norm::{apply_cmn, apply_cmvn};
+pub(crate) use norm::{apply_cmn_at, apply_cmn_with_sums};
 pub use options::{FbankOptions, FrameOptions, MfccOptions, WindowType};
 
 /// Errors of the feature extractors.

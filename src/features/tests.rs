@@ -491,3 +491,88 @@ fn energies_come_with_identical_features() {
         }
     }
 }
+
+#[test]
+fn fused_pass_gives_the_rows_energies_sums_and_pieces_of_the_separate_ones() {
+    let (_, speech) = wav("c_flite_slt");
+    let (_, speech8) = wav("d_8k_pcm16");
+    for level in levels() {
+        for (x, rate, bins, remove_dc) in [
+            (&speech, 16_000, 80, true),
+            (&speech8, 8_000, 23, true),
+            (&speech, 16_000, 80, false),
+        ] {
+            let mut opts = FbankOptions::kaldi(rate, bins);
+            opts.frame.remove_dc = remove_dc;
+            let fb = Fbank::new(&opts).unwrap().with_level(level);
+            let mut ws = fb.workspace();
+            for n in [0, 1, 399, 400, 401, 559, 560, x.len() - 1, x.len()] {
+                let x = &x[..n.min(x.len())];
+                let (mut data, mut energies, mut sums) = (vec![7.0], vec![7.0], vec![7.0]);
+                let mut pieces: Vec<f32> = Vec::new();
+                let mut lens = Vec::new();
+                fb.compute_fused(x, &mut ws, &mut data, &mut energies, &mut sums, |p| {
+                    pieces.extend_from_slice(p);
+                    lens.push(p.len());
+                });
+                let (want, want_e) = fb.compute_with_energies(x);
+                assert_eq!(data, want.as_slice(), "{rate} Hz, {n} samples");
+                assert_eq!(energies, want_e);
+                // The runs of pieces tile the signal in whole frame-shift steps.
+                assert_eq!(pieces, x);
+                let shift = fb.options().frame.frame_shift_samples();
+                assert!(lens.iter().rev().skip(1).all(|&l| l % shift == 0 && l > 0));
+                // Column sums as CMN computes them, and CMN from them bit-identical.
+                let m = FeatureMatrix::new(data, bins).unwrap();
+                let mut a = m.clone();
+                norm::apply_cmn_at(level, &mut a);
+                let mut b = m;
+                apply_cmn_with_sums(level, &mut b, &sums);
+                assert_eq!(a, b);
+            }
+        }
+    }
+}
+
+#[test]
+fn grouped_avx2_mel_sums_equal_the_per_filter_fused_sums() {
+    if !simd::avx2_fma_available() {
+        eprintln!("AVX2 + FMA not available: nothing to compare");
+        return;
+    }
+    // Against the per-filter loop of `MelBanks::apply` with fused lanes, written out with
+    // `mul_add` (correctly rounded, like the hardware FMA): bit-identical.
+    let (_, speech) = wav("c_flite_slt");
+    for (rate, bins) in [(16_000, 80), (8_000, 23), (16_000, 23), (8_000, 15)] {
+        let fb = Fbank::new(&FbankOptions::kaldi(rate, bins)).unwrap();
+        let len = fb.mel_power_len();
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        for trial in 0..200 {
+            // Power spectra over a wide dynamic range (1e-3 .. 1e12), zero past the last bin.
+            let mut power: Vec<f32> = (0..len)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    10f32.powf((s >> 40) as f32 / (1u64 << 24) as f32 * 15.0 - 3.0)
+                })
+                .collect();
+            if trial == 0 {
+                power.iter_mut().for_each(|p| *p = 0.0);
+            }
+            if trial == 1 {
+                // Real frames' spectra.
+                power = fb.power_of_frame(&speech[16_000..16_000 + fb.frame_len_samples()]);
+            }
+            let got = fb.mel_avx2(&power);
+            let want = fb.mel_reference(&power);
+            assert_eq!(got.len(), bins);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{rate} Hz fbank{bins} trial {trial}"
+            );
+        }
+    }
+}

@@ -12,7 +12,9 @@ use crate::features::fastmath::{sum_sq_dev8, sum8};
 use crate::features::simd::{self, Level, dispatch};
 use crate::features::{Fbank, FeatureMatrix};
 
+mod frontend;
 mod streaming;
+pub use frontend::{FrontEnd, FrontEndOutput};
 pub use streaming::StreamingVad;
 
 /// Frame powers (mean square per sample) are floored here: the power of int16 quantisation noise,
@@ -206,19 +208,73 @@ fn clipping_ratio_avx2(samples: &[f32], opts: &VadOptions) -> f64 {
 
 #[inline(always)]
 fn clipping_ratio_body(samples: &[f32], opts: &VadOptions) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let full = opts.clip_level * 32767.0;
-    // One branch-free, vectorised pass: the count at or beyond full scale and each block's peak
-    // magnitude (so the run search below need not read the signal a second time).
-    const LANES: usize = 8;
     const BLOCK: usize = 64;
-    let mut block_peaks = Vec::with_capacity(samples.len().div_ceil(BLOCK));
-    let mut over8 = [0u32; LANES];
-    let mut clipped: usize = 0;
+    let mut scan = ClipScan::new(opts, BLOCK, samples.len());
     for block in samples.chunks(BLOCK) {
+        scan.push_body(block);
+    }
+    scan.finish(samples, opts)
+}
+
+/// The clipping count in one pass over consecutive blocks of the signal (all `block` samples
+/// long but the last), so it can run inside another pass while the samples are in cache
+/// ([`FrontEnd`] feeds it the filterbank's frame-shift pieces). Per block it counts the samples at
+/// or beyond full scale and records the peak magnitude; [`finish`](Self::finish) then looks for
+/// flat runs at the signal's own peak only in the blocks holding that peak. The answer is
+/// [`clipping_ratio`]'s exactly, whatever the block length.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClipScan {
+    full: f32,
+    block: usize,
+    clipped: usize,
+    block_peaks: Vec<f32>,
+}
+
+impl ClipScan {
+    /// A scan of a signal of about `len` samples (a capacity hint) in blocks of `block` samples.
+    pub(crate) fn new(opts: &VadOptions, block: usize, len: usize) -> Self {
+        let mut scan = Self::default();
+        scan.reset(opts, block, len);
+        scan
+    }
+
+    /// Starts over, keeping the allocation.
+    pub(crate) fn reset(&mut self, opts: &VadOptions, block: usize, len: usize) {
+        self.full = opts.clip_level * 32767.0;
+        self.block = block.max(1);
+        self.clipped = 0;
+        self.block_peaks.clear();
+        self.block_peaks.reserve(len.div_ceil(self.block));
+    }
+
+    /// The next blocks: `blocks` starts at a block boundary and holds whole blocks (but for the
+    /// signal's very last, shorter one). At the CPU's dispatch level (the result is the same at
+    /// every level).
+    #[inline]
+    pub(crate) fn push(&mut self, level: Level, blocks: &[f32]) {
+        dispatch!(level, avx2: self.push_avx2(blocks), scalar: self.push_blocks(blocks));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn push_avx2(&mut self, blocks: &[f32]) {
+        self.push_blocks(blocks);
+    }
+
+    #[inline(always)]
+    fn push_blocks(&mut self, blocks: &[f32]) {
+        for block in blocks.chunks(self.block) {
+            self.push_body(block);
+        }
+    }
+
+    /// Branch-free and vectorised: the count at or beyond full scale and the block's peak.
+    #[inline(always)]
+    fn push_body(&mut self, block: &[f32]) {
+        const LANES: usize = 8;
+        let full = self.full;
         let mut peak8 = [0.0f32; LANES];
+        let mut over8 = [0u32; LANES];
         let chunks = block.chunks_exact(LANES);
         let rest = chunks.remainder();
         for c in chunks {
@@ -229,43 +285,53 @@ fn clipping_ratio_body(samples: &[f32], opts: &VadOptions) -> f64 {
             }
         }
         let mut peak = peak8.iter().fold(0.0f32, |m, &p| m.max(p));
+        let mut clipped = over8.iter().map(|&o| o as usize).sum::<usize>();
         for x in rest {
             peak = peak.max(x.abs());
             clipped += usize::from(x.abs() >= full);
         }
-        block_peaks.push(peak);
+        self.clipped += clipped;
+        self.block_peaks.push(peak);
     }
-    clipped += over8.iter().map(|&o| o as usize).sum::<usize>();
-    let peak = block_peaks.iter().fold(0.0f32, |m, &p| m.max(p));
-    // Flat runs at the signal's own peak below full scale (at full scale every sample is already
-    // counted): each maximal run of identical samples at ±peak at least `clip_run` long. Only
-    // blocks that hold a peak sample are visited.
-    if peak >= 8192.0 && opts.clip_run >= 2 && peak < full {
-        let mut i = 0;
-        while i < samples.len() {
-            let b = i / BLOCK;
-            let end = ((b + 1) * BLOCK).min(samples.len());
-            if block_peaks.get(b).is_none_or(|&p| p != peak) {
-                i = end;
-                continue;
-            }
-            while i < end {
-                let x = samples[i];
-                if x.abs() != peak {
-                    i += 1;
+
+    /// The clipped fraction of `samples`, the signal whose blocks were pushed.
+    pub(crate) fn finish(&self, samples: &[f32], opts: &VadOptions) -> f64 {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        let block = self.block;
+        let mut clipped = self.clipped;
+        let peak = self.block_peaks.iter().fold(0.0f32, |m, &p| m.max(p));
+        // Flat runs at the signal's own peak below full scale (at full scale every sample is
+        // already counted): each maximal run of identical samples at ±peak at least `clip_run`
+        // long. Only blocks that hold a peak sample are visited.
+        if peak >= 8192.0 && opts.clip_run >= 2 && peak < self.full {
+            let mut i = 0;
+            while i < samples.len() {
+                let b = i / block;
+                let end = ((b + 1) * block).min(samples.len());
+                if self.block_peaks.get(b).is_none_or(|&p| p != peak) {
+                    i = end;
                     continue;
                 }
-                let start = i;
-                while i < samples.len() && samples[i] == x {
-                    i += 1;
-                }
-                if i - start >= opts.clip_run {
-                    clipped += i - start;
+                while i < end {
+                    let x = samples[i];
+                    if x.abs() != peak {
+                        i += 1;
+                        continue;
+                    }
+                    let start = i;
+                    while i < samples.len() && samples[i] == x {
+                        i += 1;
+                    }
+                    if i - start >= opts.clip_run {
+                        clipped += i - start;
+                    }
                 }
             }
         }
+        clipped as f64 / samples.len() as f64
     }
-    clipped as f64 / samples.len() as f64
 }
 
 /// Duration, net speech, SNR and clipping of `samples` (the original decoded samples: clipping is
@@ -277,7 +343,19 @@ pub fn assess(samples: &[f32], sample_rate: u32, opts: &VadOptions) -> QualityRe
 fn assess_at(level: Level, samples: &[f32], sample_rate: u32, opts: &VadOptions) -> QualityReport {
     let (len, hop) = opts.frame_samples(sample_rate);
     let powers = frame_powers(level, samples, len, hop);
-    report_from_powers(level, samples, sample_rate, opts, &powers)
+    let clipping = clipping_ratio_at(level, samples, opts);
+    report_from_powers(samples.len(), sample_rate, opts, &powers, clipping)
+}
+
+/// Whether `fbank` frames audio at `sample_rate` on the VAD's grid (same rate, frame length and
+/// shift, snip edges: the defaults at every rate), so the VAD can take its frame energies.
+fn same_grid(fbank: &Fbank, sample_rate: u32, opts: &VadOptions) -> bool {
+    let (len, hop) = opts.frame_samples(sample_rate);
+    let f = &fbank.options().frame;
+    f.sample_rate == sample_rate
+        && f.snip_edges
+        && f.frame_length_samples() == len
+        && f.frame_shift_samples() == hop
 }
 
 /// [`assess`] and `fbank.compute(samples)` together. When the extractor frames `samples` on the
@@ -290,32 +368,30 @@ pub fn assess_with_fbank(
     opts: &VadOptions,
     fbank: &Fbank,
 ) -> (QualityReport, FeatureMatrix) {
-    let (len, hop) = opts.frame_samples(sample_rate);
-    let f = &fbank.options().frame;
-    let same_grid = f.sample_rate == sample_rate
-        && f.snip_edges
-        && f.frame_length_samples() == len
-        && f.frame_shift_samples() == hop;
-    if !same_grid {
+    let (len, _) = opts.frame_samples(sample_rate);
+    if !same_grid(fbank, sample_rate, opts) {
         return (assess(samples, sample_rate, opts), fbank.compute(samples));
     }
     let (feats, energies) = fbank.compute_with_energies(samples);
     let powers: Vec<f64> = energies.iter().map(|&e| power_of(e, len)).collect();
-    let report = report_from_powers(simd::level(), samples, sample_rate, opts, &powers);
+    let level = simd::level();
+    let clipping = clipping_ratio_at(level, samples, opts);
+    let report = report_from_powers(samples.len(), sample_rate, opts, &powers, clipping);
     (report, feats)
 }
 
+/// The report of `n_samples` samples at `sample_rate` from their frame powers and clipped fraction.
 fn report_from_powers(
-    level: Level,
-    samples: &[f32],
+    n_samples: usize,
     sample_rate: u32,
     opts: &VadOptions,
     powers: &[f64],
+    clipping_ratio: f64,
 ) -> QualityReport {
     let duration_seconds = if sample_rate == 0 {
         0.0
     } else {
-        samples.len() as f64 / f64::from(sample_rate)
+        n_samples as f64 / f64::from(sample_rate)
     };
     let (_, hop) = opts.frame_samples(sample_rate);
     let speech = mask_from_powers(powers, opts);
@@ -345,7 +421,7 @@ fn report_from_powers(
             duration_seconds,
             net_speech_seconds: n_speech as f64 * shift_s,
             snr_db,
-            clipping_ratio: clipping_ratio_at(level, samples, opts),
+            clipping_ratio,
         },
         speech,
     }

@@ -349,3 +349,249 @@ fn every_dispatch_level_gives_the_same_decisions() {
         }
     }
 }
+
+#[test]
+fn clip_scan_gives_the_same_count_for_any_block_length() {
+    for (seed, level, n) in [(11u64, 12_000.0f32, 10_007usize), (12, 20_000.0, 4_099)] {
+        let x: Vec<f32> = noise(n, level, seed)
+            .into_iter()
+            .map(|v| v.round().clamp(-level, level))
+            .collect();
+        for clip_run in [2usize, 3, 5] {
+            let o = VadOptions {
+                clip_run,
+                ..VadOptions::default()
+            };
+            let want = clipping_ratio_reference(&x, &o);
+            for block in [1usize, 7, 64, 80, 160, 4_099, 20_000] {
+                for level in [Level::Scalar, simd::level()] {
+                    // One block at a time, or runs of three blocks.
+                    for run in [block, 3 * block] {
+                        let mut scan = ClipScan::new(&o, block, x.len());
+                        for piece in x.chunks(run) {
+                            scan.push(level, piece);
+                        }
+                        assert_eq!(scan.finish(&x, &o), want, "block {block} run {clip_run}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A canonical PCM16 mono WAV of `samples` (already integers in range).
+fn pcm16_wav(samples: &[f32], rate: u32) -> Vec<u8> {
+    let data_len = (samples.len() * 2) as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32, 1 | (1 << 16), rate, rate * 2, 2 | (16 << 16)] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for &s in samples {
+        b.extend_from_slice(&(s as i16).to_le_bytes());
+    }
+    b
+}
+
+/// `mixed_inputs` as int16 samples, plus odd lengths (shorter than a frame, one sample past a
+/// frame boundary, …) and a loud clipped recording at full scale.
+fn front_end_inputs() -> Vec<(u32, Vec<f32>)> {
+    let mut v: Vec<(u32, Vec<f32>)> = mixed_inputs()
+        .into_iter()
+        .map(|(rate, x)| {
+            (
+                rate,
+                x.iter()
+                    .map(|s| s.round().clamp(-32768.0, 32767.0))
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut odd = Vec::new();
+    for (rate, x) in &v {
+        let (len, hop) = VadOptions::default().frame_samples(*rate);
+        for n in [1, len - 1, len, len + 1, len + hop - 1, x.len() - 37] {
+            odd.push((*rate, x[..n.min(x.len())].to_vec()));
+        }
+    }
+    v.extend(odd);
+    for rate in [8_000, 16_000] {
+        let loud: Vec<f32> = voiced(rate as usize * 2, rate, 60_000.0)
+            .into_iter()
+            .map(|s| s.round().clamp(-32768.0, 32767.0))
+            .collect();
+        v.push((rate, loud));
+    }
+    v
+}
+
+fn fbank_for(rate: u32) -> Fbank {
+    let bins = if rate == 8_000 { 23 } else { 80 };
+    Fbank::new(&FbankOptions::kaldi(rate, bins)).unwrap()
+}
+
+#[test]
+fn front_end_equals_decode_assess_fbank_and_cmn() {
+    let decode_opts = crate::audio::DecodeOptions::default();
+    for vad in [
+        VadOptions::default(),
+        VadOptions {
+            clip_level: 0.5,
+            ..VadOptions::default()
+        },
+    ] {
+        let mut front_ends: Vec<FrontEnd> = [8_000, 16_000]
+            .map(|r| FrontEnd::new(fbank_for(r), vad))
+            .into();
+        for (rate, x) in front_end_inputs() {
+            let fb = fbank_for(rate);
+            let fe = &mut front_ends[usize::from(rate == 16_000)];
+            let wav = pcm16_wav(&x, rate);
+            let decoded = crate::audio::decode(&wav, &decode_opts).unwrap();
+            assert_eq!(decoded.waveform.samples, x);
+            let out = fe.process(&wav, &decode_opts).unwrap();
+            let what = format!("{rate} Hz, {} samples", x.len());
+            assert_eq!(out.samples, &x[..], "{what}");
+            assert_eq!(out.info, decoded.info, "{what}");
+            assert_eq!(out.channel, decoded.channel, "{what}");
+            assert_eq!(out.quality, assess(&x, rate, &vad), "{what}");
+            let mut want = fb.compute(&x);
+            crate::features::apply_cmn(&mut want);
+            assert_eq!(out.features, &want, "{what}");
+            // Without CMN: the plain filterbank.
+            let mut plain = FrontEnd::new(fb.clone(), vad).with_cmn(false);
+            let (report, feats) = plain.process_samples(&x, rate).unwrap();
+            assert_eq!(report, assess(&x, rate, &vad), "{what}");
+            assert_eq!(feats, &fb.compute(&x), "{what}");
+        }
+    }
+}
+
+#[test]
+fn front_end_decodes_g711_and_falls_back_off_grid() {
+    let vad = VadOptions::default();
+    let ulaw = std::fs::read(format!("{GOLDEN}/d_8k.ulaw")).unwrap();
+    let opts = crate::audio::DecodeOptions {
+        encoding: crate::audio::Encoding::Mulaw,
+        sample_rate: Some(8_000),
+        ..crate::audio::DecodeOptions::default()
+    };
+    let x = crate::audio::decode(&ulaw, &opts).unwrap().waveform.samples;
+    // Same rate: the fused pass.
+    let fb8 = fbank_for(8_000);
+    let mut fe = FrontEnd::new(fb8.clone(), vad);
+    let out = fe.process(&ulaw, &opts).unwrap();
+    assert_eq!(out.samples, &x[..]);
+    assert_eq!(out.quality, assess(&x, 8_000, &vad));
+    let mut want = fb8.compute(&x);
+    crate::features::apply_cmn(&mut want);
+    assert_eq!(out.features, &want);
+    // 8 kHz audio into a 16 kHz filterbank: quality at 8 kHz, features of the resampled signal.
+    let fb16 = fbank_for(16_000);
+    let mut fe = FrontEnd::new(fb16.clone(), vad);
+    let out = fe.process(&ulaw, &opts).unwrap();
+    assert_eq!(out.quality, assess(&x, 8_000, &vad));
+    let mut want = fb16.compute(&crate::audio::resample(&x, 8_000, 16_000).unwrap());
+    crate::features::apply_cmn(&mut want);
+    assert_eq!(out.features, &want);
+    // A filterbank off the VAD's grid: two passes, same answers.
+    let mut other = FbankOptions::kaldi(8_000, 23);
+    other.frame.frame_shift_ms = 12.0;
+    let fb = Fbank::new(&other).unwrap();
+    let mut fe = FrontEnd::new(fb.clone(), vad);
+    let out = fe.process(&ulaw, &opts).unwrap();
+    assert_eq!(out.quality, assess(&x, 8_000, &vad));
+    let mut want = fb.compute(&x);
+    crate::features::apply_cmn(&mut want);
+    assert_eq!(out.features, &want);
+    // Errors are typed and leave the front end usable.
+    assert!(fe.process(&[], &opts).is_err());
+    assert!(fe.process(&ulaw, &opts).is_ok());
+}
+
+#[test]
+fn front_end_is_the_same_at_every_dispatch_level() {
+    if !simd::avx2_fma_available() {
+        eprintln!("AVX2 + FMA not available: nothing to compare");
+        return;
+    }
+    let vad = VadOptions::default();
+    for (rate, x) in front_end_inputs() {
+        let run = |level: Level| {
+            let mut fe = FrontEnd::new(fbank_for(rate).with_level(level), vad).with_level(level);
+            let (report, feats) = fe.process_samples(&x, rate).unwrap();
+            (report, feats.clone())
+        };
+        let (ra, fa) = run(Level::Scalar);
+        let (rb, fb) = run(Level::Avx2Fma);
+        // Speech mask and quality figures bit-identical; features within the fused-mel tolerance.
+        assert_eq!(ra, rb, "{rate} Hz, {} samples", x.len());
+        assert_eq!(fa.num_frames(), fb.num_frames());
+        for (&u, &v) in fa.as_slice().iter().zip(fb.as_slice()) {
+            assert!((u - v).abs() <= 1e-5, "{u} vs {v}");
+        }
+    }
+}
+
+/// A 32-bit float mono WAV (decoded by symphonia, packet by packet).
+fn float_wav(samples: &[f32], rate: u32) -> Vec<u8> {
+    let data_len = (samples.len() * 4) as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32, 3 | (1 << 16), rate, rate * 4, 4 | (32 << 16)] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for &s in samples {
+        b.extend_from_slice(&(s / 32768.0).to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn front_end_runs_the_filterbank_on_every_decoder_s_blocks() {
+    // Float WAV through symphonia (small packets), long PCM16 (many 16,384-frame blocks), and
+    // stereo µ-law picking the right leg.
+    let vad = VadOptions::default();
+    let (_, speech) = read_wav_pcm16(&format!("{GOLDEN}/c_flite_slt.wav"));
+    let long: Vec<f32> = speech
+        .iter()
+        .copied()
+        .cycle()
+        .take(16_000 * 9 + 123)
+        .collect();
+    let ulaw = std::fs::read(format!("{GOLDEN}/d_8k.ulaw")).unwrap();
+    let stereo: Vec<u8> = ulaw.iter().flat_map(|&b| [!b, b]).collect();
+    let stereo_opts = crate::audio::DecodeOptions {
+        encoding: crate::audio::Encoding::Mulaw,
+        sample_rate: Some(8_000),
+        channels: 2,
+        channel: crate::audio::ChannelSelect::Right,
+        ..crate::audio::DecodeOptions::default()
+    };
+    let auto = crate::audio::DecodeOptions::default();
+    for (bytes, opts, rate) in [
+        (float_wav(&speech, 16_000), &auto, 16_000),
+        (pcm16_wav(&long, 16_000), &auto, 16_000),
+        (stereo, &stereo_opts, 8_000),
+    ] {
+        let x = crate::audio::decode(&bytes, opts).unwrap().waveform.samples;
+        let fb = fbank_for(rate);
+        let mut fe = FrontEnd::new(fb.clone(), vad);
+        for _ in 0..2 {
+            let out = fe.process(&bytes, opts).unwrap();
+            assert_eq!(out.samples, &x[..]);
+            assert_eq!(out.quality, assess(&x, rate, &vad), "{rate} Hz");
+            let mut want = fb.compute(&x);
+            crate::features::apply_cmn(&mut want);
+            assert_eq!(out.features, &want, "{rate} Hz");
+        }
+    }
+}
