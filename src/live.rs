@@ -120,9 +120,10 @@ pub struct LiveSession {
     gap: Vec<f32>,
     /// Length of the current non-speech run, frames.
     gap_frames: usize,
+    /// Frames the VAD called speech so far (the kept pauses do not count).
+    speech_frames: u64,
     /// Sum of the closed segments' unit embeddings, each weighted by its speech seconds.
     closed_sum: Vec<f64>,
-    closed_seconds: f64,
     /// Net speech at the last decision, seconds.
     decided_at: Option<f64>,
     /// Start of the stream, original rate, for the replay fingerprint.
@@ -197,8 +198,8 @@ impl LiveSession {
             open: Vec::new(),
             gap: Vec::new(),
             gap_frames: 0,
+            speech_frames: 0,
             closed_sum: Vec::new(),
-            closed_seconds: 0.0,
             decided_at: None,
             head: Vec::new(),
             samples_in: 0,
@@ -251,9 +252,9 @@ impl LiveSession {
         Ok(())
     }
 
-    /// Net speech heard so far (frames the VAD has decided), seconds.
+    /// Net speech heard so far (frames the VAD has decided are speech), seconds.
     pub fn speech_seconds(&self) -> f64 {
-        self.closed_seconds + self.open_seconds()
+        self.speech_frames as f64 / FRAMES_PER_SECOND
     }
 
     /// Audio received so far, seconds.
@@ -335,6 +336,7 @@ impl LiveSession {
                 }
                 self.gap.clear();
                 self.gap_frames = 0;
+                self.speech_frames += 1;
                 self.open.extend_from_slice(row);
             } else {
                 self.gap_frames += 1;
@@ -365,7 +367,6 @@ impl LiveSession {
             for (s, x) in self.closed_sum.iter_mut().zip(&e) {
                 *s += seconds * f64::from(*x);
             }
-            self.closed_seconds += seconds;
         }
         Ok(())
     }
