@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use crate::audio::{self, AudioError, DecodeOptions, Decoded, Waveform};
 use crate::embed::{CamPlusPlus, EmbedError, Workspace};
 use crate::features::{self, Fbank, FbankOptions, FeatureMatrix, StreamingFbank};
-use crate::quality::{self, Quality, VadOptions};
+use crate::quality::{self, FrontEnd, Quality, QualityReport, VadOptions};
 use crate::score::{Channel, ScoreError, Scorer, l2_normalize};
 
 /// The sample rate the embedding network expects.
@@ -162,6 +162,8 @@ pub struct Engine {
     scorer: Scorer,
     config: EngineConfig,
     workspaces: Mutex<Vec<Workspace>>,
+    /// Reusable front ends (decode buffer, filterbank scratch, feature matrix) for byte inputs.
+    front_ends: Mutex<Vec<FrontEnd>>,
 }
 
 impl Engine {
@@ -189,6 +191,7 @@ impl Engine {
             scorer,
             config,
             workspaces: Mutex::new(Vec::new()),
+            front_ends: Mutex::new(Vec::new()),
         })
     }
 
@@ -213,10 +216,54 @@ impl Engine {
         &self.config
     }
 
-    /// Decodes `bytes` and analyses the result.
+    /// Decodes `bytes` and analyses the result, with a pooled [`FrontEnd`]: the filterbank runs
+    /// on each decoded block while it is in cache, and warm buffers are reused across calls.
+    /// Gives the same analysis as [`analyze_decoded`](Self::analyze_decoded) of
+    /// [`audio::decode`]'s output.
     pub fn analyze(&self, bytes: &[u8], opts: &DecodeOptions) -> Result<Analysis, PipelineError> {
-        let decoded = audio::decode(bytes, opts)?;
-        self.analyze_decoded(&decoded)
+        // A poisoned pool only means another call panicked; its front ends are plain buffers.
+        let pooled = match self.front_ends.lock() {
+            Ok(mut pool) => pool.pop(),
+            Err(poisoned) => poisoned.into_inner().pop(),
+        };
+        let mut fe = pooled
+            .unwrap_or_else(|| FrontEnd::new(self.fbank.clone(), self.config.vad).with_cmn(false));
+        let result = self.analyze_with(&mut fe, bytes, opts);
+        match self.front_ends.lock() {
+            Ok(mut pool) => pool.push(fe),
+            Err(poisoned) => poisoned.into_inner().push(fe),
+        }
+        result
+    }
+
+    fn analyze_with(
+        &self,
+        fe: &mut FrontEnd,
+        bytes: &[u8],
+        opts: &DecodeOptions,
+    ) -> Result<Analysis, PipelineError> {
+        let out = fe.process(bytes, opts)?;
+        let g711 = is_g711_codec(&out.info.codec);
+        let rate = out.info.sample_rate;
+        let (samples, features) = (out.samples, out.features);
+        self.conclude(
+            out.quality,
+            || Ok(features.clone()),
+            || {
+                let waveform = Waveform {
+                    samples: samples.to_vec(),
+                    sample_rate: rate,
+                };
+                let at_model_rate = self.to_model_rate(&waveform)?;
+                Ok(quality::speech_mask(
+                    &at_model_rate,
+                    MODEL_SAMPLE_RATE,
+                    &self.config.vad,
+                ))
+            },
+            g711,
+            true,
+        )
     }
 
     /// Analyses decoded audio; a G.711 source counts as telephone whatever its spectrum.
@@ -264,6 +311,45 @@ impl Engine {
             let report = quality::assess(&waveform.samples, waveform.sample_rate, vad);
             (report, None)
         };
+        let samples = std::cell::OnceCell::new();
+        let model_rate = || -> Result<&[f32], PipelineError> {
+            if let Some(s) = samples.get() {
+                return Ok(Cow::as_ref(s));
+            }
+            let s = self.to_model_rate(waveform)?;
+            Ok(Cow::as_ref(samples.get_or_init(|| s)))
+        };
+        self.conclude(
+            report,
+            || {
+                Ok(match feats {
+                    Some(feats) => feats,
+                    None => self.fbank.compute(model_rate()?),
+                })
+            },
+            || {
+                Ok(quality::speech_mask(
+                    model_rate()?,
+                    MODEL_SAMPLE_RATE,
+                    &self.config.vad,
+                ))
+            },
+            g711,
+            embed,
+        )
+    }
+
+    /// The common end of every analysis: gate, speech selection, channel, embedding. `features`
+    /// gives the 16 kHz filterbank frames (not mean-normalised), `fallback_mask` the speech
+    /// mask on their grid when the report's is on another.
+    fn conclude(
+        &self,
+        report: QualityReport,
+        features: impl FnOnce() -> Result<FeatureMatrix, PipelineError>,
+        fallback_mask: impl FnOnce() -> Result<Vec<bool>, PipelineError>,
+        g711: bool,
+        embed: bool,
+    ) -> Result<Analysis, PipelineError> {
         let quality = report.quality;
         let too_short = self.config.use_vad
             && quality.net_speech_seconds < self.config.min_embed_speech_seconds;
@@ -279,18 +365,14 @@ impl Engine {
                 quality,
             });
         }
-        let samples = self.to_model_rate(waveform)?;
-        let mut feats = match feats {
-            Some(feats) => feats,
-            None => self.fbank.compute(&samples),
-        };
+        let mut feats = features()?;
         if self.config.use_vad && !too_short {
             // The VAD grid (25 ms / 10 ms) gives the same frame count at every rate, so the mask
             // measured at the original rate lines up with the 16 kHz filterbank frames.
             let mut mask = if report.speech.len() == feats.num_frames() {
                 report.speech
             } else {
-                quality::speech_mask(&samples, MODEL_SAMPLE_RATE, &self.config.vad)
+                fallback_mask()?
             };
             keep_short_gaps(&mut mask, self.config.keep_gap_frames);
             feats = feats.select_rows(&mask);
@@ -412,7 +494,11 @@ pub fn keep_short_gaps(mask: &mut [bool], max_gap: usize) {
 }
 
 fn is_g711(decoded: &Decoded) -> bool {
-    matches!(decoded.info.codec.as_str(), "pcm_mulaw" | "pcm_alaw")
+    is_g711_codec(&decoded.info.codec)
+}
+
+fn is_g711_codec(codec: &str) -> bool {
+    matches!(codec, "pcm_mulaw" | "pcm_alaw")
 }
 
 /// Below this power ratio (dB) between the mel bins centred under 200 Hz and those of 500–3000 Hz

@@ -129,3 +129,46 @@ fn live_session_embeds_like_the_batch_path() {
     let cos: f32 = batch.iter().zip(&streamed).map(|(a, b)| a * b).sum();
     assert!(cos > 0.99, "batch vs live cosine {cos}");
 }
+
+/// Byte inputs go through the pooled, fused `FrontEnd`; the analysis is exactly that of decoding
+/// first and analysing the waveform, at 8 and 16 kHz, for G.711 and for a stereo channel pick,
+/// and a reused front end gives the same again.
+#[test]
+fn byte_inputs_through_the_front_end_match_the_decoded_path() {
+    use std::path::Path;
+    use voiceprint::audio::{ChannelSelect, decode};
+
+    let engine = engine();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let cases = [
+        (fixture("allison-test"), ChannelSelect::default()),
+        (fixture("allison-test.ulaw"), ChannelSelect::default()),
+        (
+            root.join("golden/inputs/d_asterisk_allison_16k.wav"),
+            ChannelSelect::default(),
+        ),
+        (
+            root.join("eval/stereo_allison_carlo.wav"),
+            ChannelSelect::Right,
+        ),
+    ];
+    for round in 0..2 {
+        for (path, channel) in &cases {
+            let bytes = std::fs::read(path).unwrap();
+            let opts = DecodeOptions {
+                channel: *channel,
+                ..DecodeOptions::default()
+            };
+            let fused = engine.analyze(&bytes, &opts).unwrap();
+            let decoded = engine
+                .analyze_decoded(&decode(&bytes, &opts).unwrap())
+                .unwrap();
+            let name = path.display();
+            assert_eq!(fused.quality, decoded.quality, "{name} (round {round})");
+            assert_eq!(fused.channel, decoded.channel, "{name}");
+            assert_eq!(fused.whole_utterance, decoded.whole_utterance, "{name}");
+            let (a, b) = (fused.embedding.unwrap(), decoded.embedding.unwrap());
+            assert_eq!(a, b, "{name} (round {round})");
+        }
+    }
+}
