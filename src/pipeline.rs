@@ -221,6 +221,18 @@ impl Engine {
     /// Gives the same analysis as [`analyze_decoded`](Self::analyze_decoded) of
     /// [`audio::decode`]'s output.
     pub fn analyze(&self, bytes: &[u8], opts: &DecodeOptions) -> Result<Analysis, PipelineError> {
+        Ok(self.analyze_inspect(bytes, opts, |_, _| ())?.0)
+    }
+
+    /// [`analyze`](Self::analyze), also handing the decoded samples of the selected channel
+    /// (source rate, int16 scale) and their rate to `inspect` (e.g. for a replay fingerprint)
+    /// without copying them.
+    pub fn analyze_inspect<T>(
+        &self,
+        bytes: &[u8],
+        opts: &DecodeOptions,
+        inspect: impl FnOnce(&[f32], u32) -> T,
+    ) -> Result<(Analysis, T), PipelineError> {
         // A poisoned pool only means another call panicked; its front ends are plain buffers.
         let pooled = match self.front_ends.lock() {
             Ok(mut pool) => pool.pop(),
@@ -228,7 +240,7 @@ impl Engine {
         };
         let mut fe = pooled
             .unwrap_or_else(|| FrontEnd::new(self.fbank.clone(), self.config.vad).with_cmn(false));
-        let result = self.analyze_with(&mut fe, bytes, opts);
+        let result = self.analyze_with(&mut fe, bytes, opts, inspect);
         match self.front_ends.lock() {
             Ok(mut pool) => pool.push(fe),
             Err(poisoned) => poisoned.into_inner().push(fe),
@@ -236,17 +248,19 @@ impl Engine {
         result
     }
 
-    fn analyze_with(
+    fn analyze_with<T>(
         &self,
         fe: &mut FrontEnd,
         bytes: &[u8],
         opts: &DecodeOptions,
-    ) -> Result<Analysis, PipelineError> {
+        inspect: impl FnOnce(&[f32], u32) -> T,
+    ) -> Result<(Analysis, T), PipelineError> {
         let out = fe.process(bytes, opts)?;
         let g711 = is_g711_codec(&out.info.codec);
         let rate = out.info.sample_rate;
         let (samples, features) = (out.samples, out.features);
-        self.conclude(
+        let inspected = inspect(samples, rate);
+        let analysis = self.conclude(
             out.quality,
             || Ok(features.clone()),
             || {
@@ -263,7 +277,8 @@ impl Engine {
             },
             g711,
             true,
-        )
+        )?;
+        Ok((analysis, inspected))
     }
 
     /// Analyses decoded audio; a G.711 source counts as telephone whatever its spectrum.

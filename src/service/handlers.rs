@@ -14,7 +14,7 @@ use super::index::{Hit, Index};
 use super::work::{WorkPool, blocking};
 use crate::audio::{ChannelSelect, DecodeOptions, Encoding, Limits};
 use crate::config::Config;
-use crate::pipeline::{Analysis, Engine, PipelineError};
+use crate::pipeline::{Analysis, Engine};
 use crate::proto::v1 as pb;
 use crate::quality::Quality;
 use crate::replay::{self, Fingerprint, ReplayConfig, ReplayIndex};
@@ -300,15 +300,14 @@ impl Shared {
         let out = self
             .pool
             .run(move || {
-                let audio_err = |source| ServiceError::Audio { index: 0, source };
-                let decoded = crate::audio::decode(&audio.data, &opts)
-                    .map_err(|e| audio_err(PipelineError::from(e)))?;
-                let analysis = engine.analyze_decoded(&decoded).map_err(audio_err)?;
-                let w = &decoded.waveform;
                 // Audio the fingerprinter refuses (too long, odd rate) is simply not checked.
-                let fp = fingerprint
-                    .then(|| Fingerprint::compute(&w.samples, w.sample_rate).ok())
-                    .flatten();
+                let (analysis, fp) = engine
+                    .analyze_inspect(&audio.data, &opts, |samples, rate| {
+                        fingerprint
+                            .then(|| Fingerprint::compute(samples, rate).ok())
+                            .flatten()
+                    })
+                    .map_err(|source| ServiceError::Audio { index: 0, source })?;
                 Ok((analysis, fp))
             })
             .await?;
