@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! bytes ─ decode (audio) ─ quality (original rate) ─ resample to 16 kHz ─ fbank80 ─ VAD mask ─ CMN ─ CAM++ ─ L2
+//!                                                     channel (G.711 or telephone band) ─┘ (picks the calibration)
 //! ```
 //!
 //! One [`Engine`] holds the model, the feature extractor and the scorer. It is `Send + Sync` and
-//! meant to be shared (`Arc<Engine>`) by every thread; the embedding's scratch memory comes from a
-//! small pool of reusable workspaces. Every call is CPU-bound: async callers run it on a blocking
+//! meant to be shared (`Arc<Engine>`) by every thread. Decode, quality and filterbank run in a
+//! pooled [`FrontEnd`] (one cache-warm pass, buffers reused across calls); the embedding's scratch
+//! memory comes from a small pool of reusable workspaces. Every call is CPU-bound: async callers run it on a blocking
 //! pool. One embedding may use several threads ([`EngineConfig::embed_threads`], or per call
 //! [`with_embed_threads`]).
 
@@ -233,6 +235,11 @@ impl Engine {
         opts: &DecodeOptions,
         inspect: impl FnOnce(&[f32], u32) -> T,
     ) -> Result<(Analysis, T), PipelineError> {
+        self.with_front_end(|fe| self.analyze_with(fe, bytes, opts, inspect))
+    }
+
+    /// Runs `f` with a front end from the pool (a new one when all are busy), returned after.
+    fn with_front_end<T>(&self, f: impl FnOnce(&mut FrontEnd) -> T) -> T {
         // A poisoned pool only means another call panicked; its front ends are plain buffers.
         let pooled = match self.front_ends.lock() {
             Ok(mut pool) => pool.pop(),
@@ -240,12 +247,12 @@ impl Engine {
         };
         let mut fe = pooled
             .unwrap_or_else(|| FrontEnd::new(self.fbank.clone(), self.config.vad).with_cmn(false));
-        let result = self.analyze_with(&mut fe, bytes, opts, inspect);
+        let out = f(&mut fe);
         match self.front_ends.lock() {
             Ok(mut pool) => pool.push(fe),
             Err(poisoned) => poisoned.into_inner().push(fe),
         }
-        result
+        out
     }
 
     fn analyze_with<T>(
@@ -257,24 +264,11 @@ impl Engine {
     ) -> Result<(Analysis, T), PipelineError> {
         let out = fe.process(bytes, opts)?;
         let g711 = is_g711_codec(&out.info.codec);
-        let rate = out.info.sample_rate;
-        let (samples, features) = (out.samples, out.features);
-        let inspected = inspect(samples, rate);
+        let inspected = inspect(out.samples, out.info.sample_rate);
         let analysis = self.conclude(
             out.quality,
-            || Ok(features.clone()),
-            || {
-                let waveform = Waveform {
-                    samples: samples.to_vec(),
-                    sample_rate: rate,
-                };
-                let at_model_rate = self.to_model_rate(&waveform)?;
-                Ok(quality::speech_mask(
-                    &at_model_rate,
-                    MODEL_SAMPLE_RATE,
-                    &self.config.vad,
-                ))
-            },
+            out.features,
+            || self.model_rate_mask(out.samples, out.info.sample_rate),
             g711,
             true,
         )?;
@@ -316,51 +310,37 @@ impl Engine {
         g711: bool,
         embed: bool,
     ) -> Result<Analysis, PipelineError> {
-        let vad = &self.config.vad;
-        // At the model's rate the VAD reuses the filterbank's frame energies (one pass).
-        let (report, feats) = if waveform.sample_rate == MODEL_SAMPLE_RATE {
-            let (report, feats) =
-                quality::assess_with_fbank(&waveform.samples, MODEL_SAMPLE_RATE, vad, &self.fbank);
-            (report, Some(feats))
-        } else {
-            let report = quality::assess(&waveform.samples, waveform.sample_rate, vad);
-            (report, None)
-        };
-        let samples = std::cell::OnceCell::new();
-        let model_rate = || -> Result<&[f32], PipelineError> {
-            if let Some(s) = samples.get() {
-                return Ok(Cow::as_ref(s));
-            }
-            let s = self.to_model_rate(waveform)?;
-            Ok(Cow::as_ref(samples.get_or_init(|| s)))
-        };
-        self.conclude(
-            report,
-            || {
-                Ok(match feats {
-                    Some(feats) => feats,
-                    None => self.fbank.compute(model_rate()?),
-                })
-            },
-            || {
-                Ok(quality::speech_mask(
-                    model_rate()?,
-                    MODEL_SAMPLE_RATE,
-                    &self.config.vad,
-                ))
-            },
-            g711,
-            embed,
-        )
+        let (samples, rate) = (&waveform.samples, waveform.sample_rate);
+        self.with_front_end(|fe| {
+            let (report, features) = fe.process_samples(samples, rate)?;
+            self.conclude(
+                report,
+                features,
+                || self.model_rate_mask(samples, rate),
+                g711,
+                embed,
+            )
+        })
+    }
+
+    /// The speech mask on the 16 kHz filterbank grid, for the rare input whose source-rate mask
+    /// does not line up with it.
+    fn model_rate_mask(&self, samples: &[f32], rate: u32) -> Result<Vec<bool>, PipelineError> {
+        let at_model_rate = self.to_model_rate(samples, rate)?;
+        Ok(quality::speech_mask(
+            &at_model_rate,
+            MODEL_SAMPLE_RATE,
+            &self.config.vad,
+        ))
     }
 
     /// The common end of every analysis: gate, speech selection, channel, embedding. `features`
-    /// gives the 16 kHz filterbank frames (not mean-normalised), `fallback_mask` the speech
+    /// are the 16 kHz filterbank frames (not mean-normalised), `fallback_mask` gives the speech
     /// mask on their grid when the report's is on another.
     fn conclude(
         &self,
         report: QualityReport,
-        features: impl FnOnce() -> Result<FeatureMatrix, PipelineError>,
+        features: &FeatureMatrix,
         fallback_mask: impl FnOnce() -> Result<Vec<bool>, PipelineError>,
         g711: bool,
         embed: bool,
@@ -380,18 +360,19 @@ impl Engine {
                 quality,
             });
         }
-        let mut feats = features()?;
-        if self.config.use_vad && !too_short {
+        let feats = if self.config.use_vad && !too_short {
             // The VAD grid (25 ms / 10 ms) gives the same frame count at every rate, so the mask
             // measured at the original rate lines up with the 16 kHz filterbank frames.
-            let mut mask = if report.speech.len() == feats.num_frames() {
+            let mut mask = if report.speech.len() == features.num_frames() {
                 report.speech
             } else {
                 fallback_mask()?
             };
             keep_short_gaps(&mut mask, self.config.keep_gap_frames);
-            feats = feats.select_rows(&mask);
-        }
+            features.select_rows(&mask)
+        } else {
+            features.clone()
+        };
         let channel = if g711 || telephone_band(&feats, self.fbank.options()) {
             Channel::Telephone
         } else {
@@ -417,19 +398,23 @@ impl Engine {
     /// Embeds the whole utterance exactly as the reference implementation does: fbank80 of every
     /// sample at 16 kHz, mean removal, CAM++; no VAD and no length normalisation.
     pub fn embed_raw(&self, waveform: &Waveform) -> Result<Vec<f32>, PipelineError> {
-        let samples = self.to_model_rate(waveform)?;
+        let samples = self.to_model_rate(&waveform.samples, waveform.sample_rate)?;
         let mut feats = self.fbank.compute(&samples);
         features::apply_cmn(&mut feats);
         Ok(self.embed_cmn(&feats)?)
     }
 
-    fn to_model_rate<'w>(&self, waveform: &'w Waveform) -> Result<Cow<'w, [f32]>, PipelineError> {
-        if waveform.sample_rate == MODEL_SAMPLE_RATE {
-            Ok(Cow::Borrowed(&waveform.samples))
+    fn to_model_rate<'s>(
+        &self,
+        samples: &'s [f32],
+        rate: u32,
+    ) -> Result<Cow<'s, [f32]>, PipelineError> {
+        if rate == MODEL_SAMPLE_RATE {
+            Ok(Cow::Borrowed(samples))
         } else {
             Ok(Cow::Owned(audio::resample(
-                &waveform.samples,
-                waveform.sample_rate,
+                samples,
+                rate,
                 MODEL_SAMPLE_RATE,
             )?))
         }
