@@ -217,7 +217,7 @@ impl RawStreamDecoder {
         self.carry.len()
     }
 
-    /// The channel selection actually applied (see [`Decoded::channel`]).
+    /// The channel selection actually applied (see [`Decoded::channel`](super::Decoded::channel)).
     pub fn channel(&self) -> ChannelSelect {
         self.pick.reported(self.channels)
     }

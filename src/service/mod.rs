@@ -1,4 +1,4 @@
-//! The gRPC service of `proto/voiceprint/v1/voiceprint.proto` over a [`Store`](crate::store::Store).
+//! The gRPC service of `proto/voiceprint/v1/voiceprint.proto` over a [`Store`].
 //!
 //! [`serve`] is the one entry point: it opens the store in the configured data directory, loads
 //! the decrypted search indexes, binds the listener (port 0 picks a free one) and serves
