@@ -373,11 +373,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(EmbeddingCache::open)
         .transpose()?;
-    let prepare = |e: &[f32], channel: Option<Channel>| {
-        let mut p = scorer.prepare(e);
-        p.channel = channel;
-        p
-    };
     let thresholds_1pct = scorer.thresholds(0.01)?;
     let use_vad = !args.no_vad;
     // Cache entries are only valid for the same speech selection.
@@ -432,7 +427,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 return Ok(Embedded {
                     net_speech: entry.net_speech,
                     error: embedding.is_none().then(|| "no speech to embed".to_owned()),
-                    prepared: embedding.map(|e| prepare(&e, detected)),
+                    prepared: embedding.map(|e| scorer.prepare_from(&e, detected)),
                 });
             }
             let opts = DecodeOptions {
@@ -460,7 +455,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                             .embedding
                             .is_none()
                             .then(|| "no speech to embed".to_owned()),
-                        prepared: a.embedding.map(|e| prepare(&e, Some(a.channel))),
+                        prepared: a
+                            .embedding
+                            .map(|e| scorer.prepare_from(&e, Some(a.channel))),
                     }
                 }
                 Err(e) => Embedded {

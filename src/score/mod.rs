@@ -623,10 +623,11 @@ impl Scorer {
         self.calibration.as_ref()
     }
 
-    /// Normalises an embedding of audio from a known channel and computes its cohort statistics.
-    pub fn prepare_from(&self, embedding: &[f32], channel: Channel) -> Prepared {
+    /// Normalises an embedding of audio from `channel` (`None`: unknown) and computes its cohort
+    /// statistics.
+    pub fn prepare_from(&self, embedding: &[f32], channel: Option<Channel>) -> Prepared {
         Prepared {
-            channel: Some(channel),
+            channel,
             ..self.prepare(embedding)
         }
     }
@@ -805,8 +806,8 @@ mod tests {
 
         // Scores: the pair's calibration when both channels are known, the default otherwise.
         let e = unit(1, 192);
-        let mut a = s.prepare_from(&e, Channel::Telephone);
-        let b = s.prepare_from(&unit(2, 192), Channel::Telephone);
+        let mut a = s.prepare_from(&e, Some(Channel::Telephone));
+        let b = s.prepare_from(&unit(2, 192), Some(Channel::Telephone));
         let c = s.calibration_for(t, t).unwrap();
         let sc = s.score(&a, &b);
         assert!((sc.llr - (c.slope * sc.norm + c.offset)).abs() < 1e-12);
@@ -816,7 +817,8 @@ mod tests {
         let raw = s.clone().without_calibration();
         assert!(!raw.is_channel_aware());
         assert_eq!(
-            raw.score(&s.prepare_from(&e, Channel::Wideband), &b).llr,
+            raw.score(&s.prepare_from(&e, Some(Channel::Wideband)), &b)
+                .llr,
             raw.score(&a, &b).norm
         );
         // A fixed threshold applies to every pairing.

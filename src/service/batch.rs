@@ -308,7 +308,7 @@ async fn analyze_and_search(
                     });
                 };
                 let scorer = s.engine.scorer();
-                let probe = scorer.prepare_from(embedding, analysis.channel);
+                let probe = scorer.prepare_from(embedding, Some(analysis.channel));
                 let print: &Option<Prepared> = &print;
                 let score = print.as_ref().map(|p| scorer.score(p, &probe));
                 let hits = search_all(&j, &probe)?;

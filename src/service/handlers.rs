@@ -454,8 +454,7 @@ impl Shared {
         resp: &mut pb::VerifyResponse,
     ) -> Score {
         let scorer = self.engine.scorer();
-        let mut probe = scorer.prepare(embedding);
-        probe.channel = channel;
+        let probe = scorer.prepare_from(embedding, channel);
         let score = scorer.score(&print.prepared, &probe);
         let threshold = thresholds.for_pair(print.prepared.channel, channel);
         resp.threshold = threshold;
@@ -792,8 +791,7 @@ impl VoiceprintService {
                 } else {
                     let weighted: Vec<(Vec<f32>, f64)> =
                         parts.iter().map(|p| (p.embedding.clone(), p.net_speech_seconds)).collect();
-                    let mut prepared = s.engine.scorer().prepare(&merge_embeddings(&weighted));
-                    prepared.channel = channel;
+                    let prepared = s.engine.scorer().prepare_from(&merge_embeddings(&weighted), channel);
                     Some(Voiceprint { parts, prepared })
                 };
                 outcome = Some((net, complete, print.as_ref().filter(|_| complete).map(|p| p.prepared.clone())));
@@ -943,7 +941,7 @@ impl VoiceprintService {
                     .pool
                     .run(move || -> Result<Vec<Hit>, ServiceError> {
                         let scorer = shared.engine.scorer();
-                        let probe = scorer.prepare_from(&e, channel);
+                        let probe = scorer.prepare_from(&e, Some(channel));
                         Ok(match wl {
                             Some(wl) => {
                                 let idx = shared.watchlists.read().map_err(lock_err)?;
@@ -1072,7 +1070,7 @@ impl VoiceprintService {
                     )));
                 };
                 (
-                    s.engine.scorer().prepare_from(&e, a.channel),
+                    s.engine.scorer().prepare_from(&e, Some(a.channel)),
                     Some(quality_pb(&a.quality)),
                     None,
                 )
