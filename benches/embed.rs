@@ -1,7 +1,9 @@
 //! CAM++ forward pass: 10 s (998 frames) and 60 s (5998 frames) of 16 kHz speech, on one thread
 //! (`10s`, `60s`) and on two threads of the rayon pool (`*-2threads`), with the default GEMM kernel
-//! (AVX2/FMA where the CPU has it); `*-matrixmultiply` runs one thread on the portable
-//! `matrixmultiply` kernel (`VOICEPRINT_GEMM=matrixmultiply`). Input: the golden utterance c
+//! (AVX2/FMA where the CPU has it) and the head's stride-1 convolutions done by Winograd
+//! F(2×2, 3×3); `*-direct` runs one thread with those convolutions done directly through im2col
+//! (`VOICEPRINT_WINOGRAD=off`), `*-matrixmultiply` one thread on the portable `matrixmultiply`
+//! kernel (`VOICEPRINT_GEMM=matrixmultiply`, also direct). Input: the golden utterance c
 //! (fixtures/golden/c_flite_slt/fbank80_cmn.npy) cut or tiled, the same frames
 //! `benches/onnx/compare.py` feeds onnxruntime and PyTorch. Before criterion runs, the minimum of 7
 //! interleaved runs of each variant is printed: on a shared machine the minimum is the steadiest
@@ -31,10 +33,16 @@ fn bench(c: &mut Criterion) {
     let path = ensure_model(&default_model_dir()).unwrap();
     let model = CamPlusPlus::load(&path).unwrap();
     // SAFETY: no other thread exists yet; the variable only affects this process.
+    unsafe { std::env::set_var("VOICEPRINT_WINOGRAD", "off") };
+    let direct = CamPlusPlus::load(&path).unwrap();
+    // SAFETY: as above.
     unsafe { std::env::set_var("VOICEPRINT_GEMM", "matrixmultiply") };
     let portable = CamPlusPlus::load(&path).unwrap();
     // SAFETY: as above.
-    unsafe { std::env::remove_var("VOICEPRINT_GEMM") };
+    unsafe {
+        std::env::remove_var("VOICEPRINT_GEMM");
+        std::env::remove_var("VOICEPRINT_WINOGRAD");
+    }
     let mut g = c.benchmark_group("camplusplus");
     g.sample_size(10);
     for (label, frames) in [("10s", 998), ("60s", 5998)] {
@@ -42,6 +50,7 @@ fn bench(c: &mut Criterion) {
         let mut ws = Workspace::new();
         let a = model.embed_frames_with(&mut ws, &x, 80).unwrap();
         let b = portable.embed_frames_with(&mut ws, &x, 80).unwrap();
+        let d = direct.embed_frames_with(&mut ws, &x, 80).unwrap();
         let p = model.embed_frames_par(&mut ws, &x, 80, 2).unwrap();
         let cos = |b: &[f32]| {
             let dot: f32 = a.iter().zip(b).map(|(p, q)| p * q).sum();
@@ -50,16 +59,20 @@ fn bench(c: &mut Criterion) {
             dot / (na * nb)
         };
         assert!(cos(&b) > 0.99999, "kernels disagree");
+        assert!(cos(&d) > 0.99999, "winograd and direct disagree");
         assert!(cos(&p) > 0.99999, "threads disagree");
         eprintln!(
             "{label}: {frames} frames, scratch {:.1} MiB (2 threads)",
             ws.bytes() as f64 / (1 << 20) as f64
         );
-        let mut best = [f64::MAX; 3];
+        let mut best = [f64::MAX; 4];
         for _ in 0..7 {
             let t = Instant::now();
             portable.embed_frames_with(&mut ws, &x, 80).unwrap();
             best[0] = best[0].min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            direct.embed_frames_with(&mut ws, &x, 80).unwrap();
+            best[3] = best[3].min(t.elapsed().as_secs_f64());
             let t = Instant::now();
             model.embed_frames_with(&mut ws, &x, 80).unwrap();
             best[1] = best[1].min(t.elapsed().as_secs_f64());
@@ -68,8 +81,9 @@ fn bench(c: &mut Criterion) {
             best[2] = best[2].min(t.elapsed().as_secs_f64());
         }
         eprintln!(
-            "{label}: min of 7 interleaved runs: matrixmultiply {:.1} ms, default 1 thread {:.1} ms, default 2 threads {:.1} ms",
+            "{label}: min of 7 interleaved runs: matrixmultiply {:.1} ms, direct 1 thread {:.1} ms, default 1 thread {:.1} ms, default 2 threads {:.1} ms",
             best[0] * 1e3,
+            best[3] * 1e3,
             best[1] * 1e3,
             best[2] * 1e3
         );
@@ -78,6 +92,9 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(format!("{label}-2threads"), |b| {
             b.iter(|| model.embed_frames_par(&mut ws, &x, 80, 2).unwrap())
+        });
+        g.bench_function(format!("{label}-direct"), |b| {
+            b.iter(|| direct.embed_frames_with(&mut ws, &x, 80).unwrap())
         });
         g.bench_function(format!("{label}-matrixmultiply"), |b| {
             b.iter(|| portable.embed_frames_with(&mut ws, &x, 80).unwrap())

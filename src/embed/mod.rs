@@ -14,6 +14,7 @@ pub mod checkpoint;
 mod ew;
 mod gemm;
 mod net;
+mod winograd;
 
 use std::path::Path;
 

@@ -3,7 +3,9 @@
 //! Layout: every activation is channels × time, row-major, so 1×1 convolutions are plain GEMMs
 //! `W[out×in] · X[in×T]` and k-tap 1-D convolutions are k shifted GEMMs accumulated in place. The 2-D
 //! head keeps channels × frequency × time and runs on time chunks (with a halo equal to its receptive
-//! field, so chunking is exact) through an im2col buffer per output frequency row.
+//! field, so chunking is exact); its six stride-1 3×3 convolutions run as Winograd F(2×2, 3×3)
+//! (`super::winograd`), the four with stride 2 in frequency through an im2col buffer per output
+//! frequency row.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -12,6 +14,7 @@ use super::EmbedError;
 use super::checkpoint::Checkpoint;
 use super::ew;
 use super::gemm::{Mat, MatMut, Weights, sgemm};
+use super::winograd::{self, Winograd, WinogradScratch};
 
 /// PyTorch's default BatchNorm epsilon (not stored in the checkpoint).
 const BN_EPS: f64 = 1e-5;
@@ -68,6 +71,9 @@ struct ResBlock {
     stride: usize,
     conv1: GConv,
     conv2: GConv,
+    /// The stride-1 convolutions again, prepared for Winograd (None: stride 2, or turned off).
+    wino1: Option<Winograd>,
+    wino2: Option<Winograd>,
     /// 1×1 stride-(2,1) conv (BN folded); its bias is merged into `conv2.b`.
     shortcut: Option<Weights>,
 }
@@ -190,6 +196,8 @@ impl Net {
             HEAD_CH,
         );
         let mut head_blocks = Vec::new();
+        let use_winograd = winograd::enabled();
+        let wino = |c: &Conv| use_winograd.then(|| Winograd::new(&c.w, HEAD_CH, HEAD_CH));
         for (layer, stride) in [("layer1", 2), ("layer1", 1), ("layer2", 2), ("layer2", 1)] {
             let i = if stride == 2 { 0 } else { 1 };
             let p = format!("head.{layer}.{i}");
@@ -218,6 +226,8 @@ impl Net {
             };
             head_blocks.push(ResBlock {
                 stride,
+                wino1: if stride == 1 { wino(&conv1) } else { None },
+                wino2: wino(&conv2),
                 conv1: GConv::new(conv1, HEAD_CH),
                 conv2: GConv::new(conv2, HEAD_CH),
                 shortcut,
@@ -364,6 +374,7 @@ struct Work {
     hc: Vec<f32>,
     col: Vec<f32>,
     act: Vec<f32>,
+    wino: WinogradScratch,
 }
 
 impl Workspace {
@@ -393,6 +404,7 @@ impl Workspace {
                     .iter()
                     .map(|v| v.capacity() * 4)
                     .sum::<usize>()
+                    + w.wino.bytes()
             })
             .sum();
         shared + per_thread
@@ -605,7 +617,9 @@ impl Net {
                     let mut s = cols.start;
                     while s < cols.end {
                         let e = (s + chunk).min(cols.end);
-                        let a = s.saturating_sub(HEAD_HALO);
+                        // an even start keeps every step's Winograd tile (2b, 2b + 1) the same
+                        // whatever the chunking, so results do not depend on the thread count
+                        let a = s.saturating_sub(HEAD_HALO) & !1;
                         let b = (e + HEAD_HALO).min(t);
                         self.head_chunk(work, x, a, b, &mut None);
                         let tl = b - a;
@@ -772,18 +786,21 @@ impl Net {
             let fout = (fin - 1) / blk.stride + 1;
             let x = &bx[..HEAD_CH * fin * tl];
             let tmp = grow(&mut bt, HEAD_CH * fout * tl);
-            conv3x3(
-                x,
-                HEAD_CH,
-                fin,
-                tl,
-                &blk.conv1.w,
-                blk.stride,
-                tmp,
-                fout,
-                &mut ws.col,
-                0.0,
-            );
+            match &blk.wino1 {
+                Some(wg) => wg.run(x, fin, tl, tmp, false, &mut ws.wino),
+                None => conv3x3(
+                    x,
+                    HEAD_CH,
+                    fin,
+                    tl,
+                    &blk.conv1.w,
+                    blk.stride,
+                    tmp,
+                    fout,
+                    &mut ws.col,
+                    0.0,
+                ),
+            }
             bias_relu(tmp, HEAD_CH, &blk.conv1.b, true);
             let out = grow(&mut bo, HEAD_CH * fout * tl);
             match &blk.shortcut {
@@ -808,18 +825,21 @@ impl Net {
                 }
                 None => out.copy_from_slice(x),
             }
-            conv3x3(
-                tmp,
-                HEAD_CH,
-                fout,
-                tl,
-                &blk.conv2.w,
-                1,
-                out,
-                fout,
-                &mut ws.col,
-                1.0,
-            );
+            match &blk.wino2 {
+                Some(wg) => wg.run(tmp, fout, tl, out, true, &mut ws.wino),
+                None => conv3x3(
+                    tmp,
+                    HEAD_CH,
+                    fout,
+                    tl,
+                    &blk.conv2.w,
+                    1,
+                    out,
+                    fout,
+                    &mut ws.col,
+                    1.0,
+                ),
+            }
             bias_relu(out, HEAD_CH, &blk.conv2.b, true);
             fin = fout;
             if i == 1 {
