@@ -74,16 +74,8 @@ pub(crate) fn sgemm(
 const MR: usize = 4;
 /// Column width of the AVX2 micro-kernel (two 8-lane vectors; 8 accumulators leave registers free).
 const NR: usize = 16;
-/// Largest depth of one pass over the packed weights; a longer k is split into equal passes (the
-/// head's k = 288 runs in one).
-const KC: usize = 320;
-/// Columns of B packed at a time: a KC × NC block (320 KiB at most) stays in L2 while every
-/// weight row block passes over it, and packing reads each B row in 1 KiB runs instead of
-/// 64-byte pieces (fewer TLB misses and streams the prefetchers can follow).
-const NC: usize = 256;
-/// Weight rows per pass over a packed B block: an MC × KC block of weights (at most 160 KiB)
-/// stays in L2 while the kernel walks the block's panels.
-const MC: usize = 128;
+/// Depth of one pass over the packed weights (keeps the weight block in L2, the B panel in L1).
+const KC: usize = 256;
 
 /// A weight matrix (m × k, row-major in the checkpoint) prepared once at load time: packed in
 /// 4-row blocks for the AVX2/FMA kernel when the CPU has it, else kept row-major for
@@ -192,7 +184,7 @@ impl Weights {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{KC, MC, MR, Mat, MatMut, NC, NR};
+    use super::{KC, MR, Mat, MatMut, NR};
     use std::arch::x86_64::*;
 
     /// 4 × 16 micro-kernel over `kc` steps: `c[r][0..16] (+)= Σ_k a[k][r] · b[k][0..16]`.
@@ -248,14 +240,8 @@ mod avx2 {
         }
     }
 
-    thread_local! {
-        /// The packed B block of this thread (KC × NC), allocated on first use and kept.
-        static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-
-    /// Blocked driver (GotoBLAS order): K in equal passes of at most KC; for each, N in blocks of
-    /// NC columns packed once into NR-wide panels (the last one zero-padded); then M in blocks of
-    /// MC rows, each walking all panels of the block with the 4 × 16 kernel.
+    /// Blocked driver: K in passes of KC, N in panels of 16 (the last one through padded buffers),
+    /// M in blocks of 4.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn gemm(
         a: &[f32],
@@ -266,94 +252,55 @@ mod avx2 {
         beta: bool,
         c: MatMut<'_>,
     ) {
-        PACKED_B.with_borrow_mut(|bt| {
-            if bt.len() < KC * NC {
-                bt.resize(KC * NC, 0.0);
-            }
-            // SAFETY: forwarded from the caller.
-            unsafe { gemm_blocked(a, m, k, n, b, beta, c, &mut bt[..KC * NC]) }
-        });
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm_blocked(
-        a: &[f32],
-        m: usize,
-        k: usize,
-        n: usize,
-        b: Mat<'_>,
-        beta: bool,
-        c: MatMut<'_>,
-        bt: &mut [f32],
-    ) {
+        let mut bt = [0f32; KC * NR];
         let mut ct = [0f32; MR * NR];
         let bp = b.data.as_ptr();
         let cp = c.data.as_mut_ptr();
-        let kstep = k.div_ceil(k.div_ceil(KC));
         let mut k0 = 0;
         while k0 < k {
-            let kc = kstep.min(k - k0);
+            let kc = KC.min(k - k0);
             let acc = beta || k0 > 0;
-            let mut n0 = 0;
-            while n0 < n {
-                let nc = NC.min(n - n0);
-                let panels = nc.div_ceil(NR);
-                // pack B rows k0..k0+kc, columns n0..n0+nc: panel p holds kc rows of NR values
-                // SAFETY: B rows k0..k0+kc, columns n0..n0+nc lie inside the bounds the caller
-                // asserted; the packed block holds panels·kc·NR ≤ KC·NC values.
+            let mut j0 = 0;
+            while j0 < n {
+                let nw = NR.min(n - j0);
+                // SAFETY: indices stay within the bounds the caller asserted (B: rows k0..k0+kc,
+                // columns j0..j0+nw; C: rows 0..m, same columns); packed A holds m/4 blocks of k×4.
                 unsafe {
+                    // pack the B panel contiguously (unit-stride loads, no cache-line splits)
                     for kk in 0..kc {
-                        let src = bp.add(b.off + (k0 + kk) * b.rs + n0);
-                        for p in 0..panels {
-                            let dst = bt.as_mut_ptr().add((p * kc + kk) * NR);
-                            let w = NR.min(nc - p * NR);
-                            if w == NR {
-                                std::ptr::copy_nonoverlapping(src.add(p * NR), dst, NR);
-                            } else {
-                                for j in 0..NR {
-                                    *dst.add(j) = if j < w { *src.add(p * NR + j) } else { 0.0 };
+                        let src = bp.add(b.off + (k0 + kk) * b.rs + j0);
+                        let dst = &mut bt[kk * NR..(kk + 1) * NR];
+                        if nw == NR {
+                            std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), NR);
+                        } else {
+                            for (j, d) in dst.iter_mut().enumerate() {
+                                *d = if j < nw { *src.add(j) } else { 0.0 };
+                            }
+                        }
+                    }
+                    for ib in 0..m / MR {
+                        let ap = a.as_ptr().add((ib * k + k0) * MR);
+                        if nw == NR {
+                            let cdst = cp.add(c.off + ib * MR * c.rs + j0);
+                            kernel(kc, ap, bt.as_ptr(), NR, cdst, c.rs, acc);
+                        } else {
+                            for r in 0..MR {
+                                let src = cp.add(c.off + (ib * MR + r) * c.rs + j0);
+                                for j in 0..nw {
+                                    ct[r * NR + j] = if acc { *src.add(j) } else { 0.0 };
+                                }
+                            }
+                            kernel(kc, ap, bt.as_ptr(), NR, ct.as_mut_ptr(), NR, true);
+                            for r in 0..MR {
+                                let dst = cp.add(c.off + (ib * MR + r) * c.rs + j0);
+                                for j in 0..nw {
+                                    *dst.add(j) = ct[r * NR + j];
                                 }
                             }
                         }
                     }
                 }
-                let mut m0 = 0;
-                while m0 < m {
-                    let mc = MC.min(m - m0);
-                    for p in 0..panels {
-                        let j0 = n0 + p * NR;
-                        let nw = NR.min(nc - p * NR);
-                        let panel = bt[p * kc * NR..].as_ptr();
-                        // SAFETY: C rows m0..m0+mc, columns j0..j0+nw lie inside the bounds the
-                        // caller asserted; packed A holds m/4 blocks of k×4.
-                        unsafe {
-                            for ib in m0 / MR..(m0 + mc) / MR {
-                                let ap = a.as_ptr().add((ib * k + k0) * MR);
-                                if nw == NR {
-                                    let cdst = cp.add(c.off + ib * MR * c.rs + j0);
-                                    kernel(kc, ap, panel, NR, cdst, c.rs, acc);
-                                } else {
-                                    for r in 0..MR {
-                                        let src = cp.add(c.off + (ib * MR + r) * c.rs + j0);
-                                        for j in 0..nw {
-                                            ct[r * NR + j] = if acc { *src.add(j) } else { 0.0 };
-                                        }
-                                    }
-                                    kernel(kc, ap, panel, NR, ct.as_mut_ptr(), NR, true);
-                                    for r in 0..MR {
-                                        let dst = cp.add(c.off + (ib * MR + r) * c.rs + j0);
-                                        for j in 0..nw {
-                                            *dst.add(j) = ct[r * NR + j];
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    m0 += mc;
-                }
-                n0 += nc;
+                j0 += NR;
             }
             k0 += kc;
         }
@@ -372,7 +319,7 @@ mod tests {
             (32, 300, 61, 7, 1.0),
             (4, 513, 24, 0, 1.0),
             (12, 17, 49, 3, 0.0),
-            // more rows than MC, three K passes, three N blocks with a partial last panel
+            // several K passes and N panels with a partial last one
             (136, 650, 530, 5, 1.0),
         ] {
             let a: Vec<f32> = (0..m * k)
