@@ -411,7 +411,8 @@ impl Workspace {
     }
 }
 
-fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+/// `v[..n]`, growing `v` (zero-filled) when it is shorter.
+pub(super) fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     if v.len() < n {
         v.resize(n, 0.0);
     }

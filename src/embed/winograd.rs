@@ -13,6 +13,7 @@
 //! loop is a contiguous vector loop: each input row is split once into its odd and even columns.
 
 use super::gemm::{Mat, MatMut, Weights};
+use super::net::grow;
 
 /// Environment variable that turns the Winograd path off at model load (`off`), for A/B
 /// benchmarks against the direct im2col convolution.
@@ -61,13 +62,6 @@ impl WinogradScratch {
             .map(|v| v.capacity() * 4)
             .sum()
     }
-}
-
-fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    if v.len() < n {
-        v.resize(n, 0.0);
-    }
-    &mut v[..n]
 }
 
 impl Winograd {
