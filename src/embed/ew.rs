@@ -20,6 +20,7 @@ macro_rules! dispatch {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 fn wide($($arg: $ty),*) $(-> $ret)? {
                     $scalar($($arg),*)
                 }
@@ -36,6 +37,7 @@ macro_rules! dispatch {
         pub(super) fn $scalar($($arg: $ty),*) $(-> $ret)? $body
     };
 }
+pub(super) use dispatch;
 
 dispatch! {
     /// `dst = max(src·s + b, 0)`.

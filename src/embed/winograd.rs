@@ -12,6 +12,9 @@
 //! The transforms run one frequency-row pair at a time with the time axis innermost, so every
 //! loop is a contiguous vector loop: each input row is split once into its odd and even columns.
 
+use super::ew::dispatch;
+#[cfg(target_arch = "x86_64")]
+use super::ew::has_avx2;
 use super::gemm::{Mat, MatMut, Weights};
 use super::net::grow;
 
@@ -143,215 +146,144 @@ impl Winograd {
     }
 }
 
-/// Transforms the 4×4 input tiles of tile row `a`, channel `ci`, for all time tiles: V[ξ][ci][·].
-#[allow(clippy::too_many_arguments)]
-fn input_transform(
-    x: &[f32],
-    ci: usize,
-    cin: usize,
-    fin: usize,
-    tl: usize,
-    a: usize,
-    nb: usize,
-    s: &mut WinogradScratch,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if super::ew::has_avx2() {
-        // SAFETY: AVX2 and FMA were detected on this CPU.
-        return unsafe { input_transform_avx2(x, ci, cin, fin, tl, a, nb, s) };
-    }
-    input_transform_body(x, ci, cin, fin, tl, a, nb, s);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn input_transform_avx2(
-    x: &[f32],
-    ci: usize,
-    cin: usize,
-    fin: usize,
-    tl: usize,
-    a: usize,
-    nb: usize,
-    s: &mut WinogradScratch,
-) {
-    input_transform_body(x, ci, cin, fin, tl, a, nb, s);
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn input_transform_body(
-    x: &[f32],
-    ci: usize,
-    cin: usize,
-    fin: usize,
-    tl: usize,
-    a: usize,
-    nb: usize,
-    s: &mut WinogradScratch,
-) {
-    let (odd, even) = (&mut s.odd[..nb + 1], &mut s.even[..nb + 1]);
-    let rows = &mut s.rows[..16 * nb];
-    for r in 0..4 {
-        let out = &mut rows[r * 4 * nb..(r + 1) * 4 * nb];
-        // input row f = 2a − 1 + r; zero outside the input
-        let f = (2 * a + r).wrapping_sub(1);
-        if f >= fin {
-            out.fill(0.0);
-            continue;
-        }
-        let src = &x[(ci * fin + f) * tl..][..tl];
-        // odd[b] = src[2b − 1], even[b] = src[2b], zero outside 0..tl
-        let mut pairs = src.chunks_exact(2);
-        for ((e, o), pair) in even.iter_mut().zip(&mut odd[1..]).zip(&mut pairs) {
-            *e = pair[0];
-            *o = pair[1];
-        }
-        let half = tl / 2;
-        odd[0] = 0.0;
-        even[half..].fill(0.0);
-        odd[half + 1..].fill(0.0);
-        if let [last] = pairs.remainder() {
-            even[half] = *last;
-        }
-        // tile b reads d = (odd[b], even[b], odd[b + 1], even[b + 1]); out[q] = (Bᵀ·d)[q]
-        let (t0, rest) = out.split_at_mut(nb);
-        let (t1, rest) = rest.split_at_mut(nb);
-        let (t2, t3) = rest.split_at_mut(nb);
-        let (o0, o1, e0, e1) = (&odd[..nb], &odd[1..=nb], &even[..nb], &even[1..=nb]);
-        for b in 0..nb {
-            t0[b] = o0[b] - o1[b];
-            t1[b] = e0[b] + o1[b];
-            t2[b] = o1[b] - e0[b];
-            t3[b] = e0[b] - e1[b];
-        }
-    }
-    // frequency transform: V[4p + q] from the four rows' q-th vectors
-    let rows: &[f32] = rows;
-    for q in 0..4 {
-        let row = |r: usize| &rows[(r * 4 + q) * nb..][..nb];
-        let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
-        for (p, (x0, x1, sub)) in [
-            (r0, r2, true),
-            (r1, r2, false),
-            (r2, r1, true),
-            (r1, r3, true),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let off = ((p * 4 + q) * cin + ci) * nb;
-            let v = s.v[off..off + nb].iter_mut().zip(x0.iter().zip(x1));
-            if sub {
-                v.for_each(|(o, (a, b))| *o = a - b);
-            } else {
-                v.for_each(|(o, (a, b))| *o = a + b);
+dispatch! {
+    /// Transforms the 4×4 input tiles of tile row `a`, channel `ci`, for all time tiles:
+    /// V[ξ][ci][·].
+    #[allow(clippy::too_many_arguments)]
+    fn input_transform / input_transform_scalar(
+        x: &[f32],
+        ci: usize,
+        cin: usize,
+        fin: usize,
+        tl: usize,
+        a: usize,
+        nb: usize,
+        s: &mut WinogradScratch
+    ) {
+        let (odd, even) = (&mut s.odd[..nb + 1], &mut s.even[..nb + 1]);
+        let rows = &mut s.rows[..16 * nb];
+        for r in 0..4 {
+            let out = &mut rows[r * 4 * nb..(r + 1) * 4 * nb];
+            // input row f = 2a − 1 + r; zero outside the input
+            let f = (2 * a + r).wrapping_sub(1);
+            if f >= fin {
+                out.fill(0.0);
+                continue;
+            }
+            let src = &x[(ci * fin + f) * tl..][..tl];
+            // odd[b] = src[2b − 1], even[b] = src[2b], zero outside 0..tl
+            let mut pairs = src.chunks_exact(2);
+            for ((e, o), pair) in even.iter_mut().zip(&mut odd[1..]).zip(&mut pairs) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            let half = tl / 2;
+            odd[0] = 0.0;
+            even[half..].fill(0.0);
+            odd[half + 1..].fill(0.0);
+            if let [last] = pairs.remainder() {
+                even[half] = *last;
+            }
+            // tile b reads d = (odd[b], even[b], odd[b + 1], even[b + 1]); out[q] = (Bᵀ·d)[q]
+            let (t0, rest) = out.split_at_mut(nb);
+            let (t1, rest) = rest.split_at_mut(nb);
+            let (t2, t3) = rest.split_at_mut(nb);
+            let (o0, o1, e0, e1) = (&odd[..nb], &odd[1..=nb], &even[..nb], &even[1..=nb]);
+            for b in 0..nb {
+                t0[b] = o0[b] - o1[b];
+                t1[b] = e0[b] + o1[b];
+                t2[b] = o1[b] - e0[b];
+                t3[b] = e0[b] - e1[b];
             }
         }
-    }
-}
-
-/// `Aᵀ·M·A` for output channel `co` of tile row `a`: writes (or adds to) y rows 2a and 2a + 1.
-/// `tmp` holds at least 4 · nb values.
-#[allow(clippy::too_many_arguments)]
-fn output_transform(
-    m: &[f32],
-    co: usize,
-    cout: usize,
-    nb: usize,
-    fin: usize,
-    tl: usize,
-    a: usize,
-    y: &mut [f32],
-    accumulate: bool,
-    tmp: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if super::ew::has_avx2() {
-        // SAFETY: AVX2 and FMA were detected on this CPU.
-        return unsafe { output_transform_avx2(m, co, cout, nb, fin, tl, a, y, accumulate, tmp) };
-    }
-    output_transform_body(m, co, cout, nb, fin, tl, a, y, accumulate, tmp);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn output_transform_avx2(
-    m: &[f32],
-    co: usize,
-    cout: usize,
-    nb: usize,
-    fin: usize,
-    tl: usize,
-    a: usize,
-    y: &mut [f32],
-    accumulate: bool,
-    tmp: &mut [f32],
-) {
-    output_transform_body(m, co, cout, nb, fin, tl, a, y, accumulate, tmp);
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn output_transform_body(
-    m: &[f32],
-    co: usize,
-    cout: usize,
-    nb: usize,
-    fin: usize,
-    tl: usize,
-    a: usize,
-    y: &mut [f32],
-    accumulate: bool,
-    tmp: &mut [f32],
-) {
-    let mrow = |xi: usize| &m[(xi * cout + co) * nb..][..nb];
-    for i in 0..2 {
-        let f = 2 * a + i;
-        if f >= fin {
-            break;
-        }
-        // S[q] = (Aᵀ·M)[i][q] over p: row 0 is M0 + M1 + M2, row 1 is M1 − M2 − M3
-        let (s0, rest) = tmp[..4 * nb].split_at_mut(nb);
-        let (s1, rest) = rest.split_at_mut(nb);
-        let (s2, s3) = rest.split_at_mut(nb);
-        for (q, sq) in [s0, s1, s2, s3].into_iter().enumerate() {
-            let (m0, m1, m2, m3) = (mrow(q), mrow(4 + q), mrow(8 + q), mrow(12 + q));
-            if i == 0 {
-                for b in 0..nb {
-                    sq[b] = m0[b] + m1[b] + m2[b];
-                }
-            } else {
-                for b in 0..nb {
-                    sq[b] = m1[b] - m2[b] - m3[b];
+        // frequency transform: V[4p + q] from the four rows' q-th vectors
+        let rows: &[f32] = rows;
+        for q in 0..4 {
+            let row = |r: usize| &rows[(r * 4 + q) * nb..][..nb];
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            for (p, (x0, x1, sub)) in [
+                (r0, r2, true),
+                (r1, r2, false),
+                (r2, r1, true),
+                (r1, r3, true),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let off = ((p * 4 + q) * cin + ci) * nb;
+                let v = s.v[off..off + nb].iter_mut().zip(x0.iter().zip(x1));
+                if sub {
+                    v.for_each(|(o, (a, b))| *o = a - b);
+                } else {
+                    v.for_each(|(o, (a, b))| *o = a + b);
                 }
             }
         }
-        let (s0, rest) = tmp[..4 * nb].split_at(nb);
-        let (s1, rest) = rest.split_at(nb);
-        let (s2, s3) = rest.split_at(nb);
-        // y[2b] = S0 + S1 + S2, y[2b + 1] = S1 − S2 − S3 (over q)
-        let out = &mut y[(co * fin + f) * tl..][..tl];
-        let mut pairs = out.chunks_exact_mut(2);
-        for (b, pair) in (&mut pairs).enumerate() {
-            let (y0, y1) = (s0[b] + s1[b] + s2[b], s1[b] - s2[b] - s3[b]);
-            if accumulate {
-                pair[0] += y0;
-                pair[1] += y1;
-            } else {
-                pair[0] = y0;
-                pair[1] = y1;
+    }
+}
+
+dispatch! {
+    /// `Aᵀ·M·A` for output channel `co` of tile row `a`: writes (or adds to) y rows 2a and 2a + 1.
+    /// `tmp` holds at least 4 · nb values.
+    #[allow(clippy::too_many_arguments)]
+    fn output_transform / output_transform_scalar(
+        m: &[f32],
+        co: usize,
+        cout: usize,
+        nb: usize,
+        fin: usize,
+        tl: usize,
+        a: usize,
+        y: &mut [f32],
+        accumulate: bool,
+        tmp: &mut [f32]
+    ) {
+        let mrow = |xi: usize| &m[(xi * cout + co) * nb..][..nb];
+        for i in 0..2 {
+            let f = 2 * a + i;
+            if f >= fin {
+                break;
             }
-        }
-        if let [last] = pairs.into_remainder() {
-            let b = tl / 2;
-            let y0 = s0[b] + s1[b] + s2[b];
-            if accumulate {
-                *last += y0;
-            } else {
-                *last = y0;
+            // S[q] = (Aᵀ·M)[i][q] over p: row 0 is M0 + M1 + M2, row 1 is M1 − M2 − M3
+            let (s0, rest) = tmp[..4 * nb].split_at_mut(nb);
+            let (s1, rest) = rest.split_at_mut(nb);
+            let (s2, s3) = rest.split_at_mut(nb);
+            for (q, sq) in [s0, s1, s2, s3].into_iter().enumerate() {
+                let (m0, m1, m2, m3) = (mrow(q), mrow(4 + q), mrow(8 + q), mrow(12 + q));
+                if i == 0 {
+                    for b in 0..nb {
+                        sq[b] = m0[b] + m1[b] + m2[b];
+                    }
+                } else {
+                    for b in 0..nb {
+                        sq[b] = m1[b] - m2[b] - m3[b];
+                    }
+                }
+            }
+            let (s0, rest) = tmp[..4 * nb].split_at(nb);
+            let (s1, rest) = rest.split_at(nb);
+            let (s2, s3) = rest.split_at(nb);
+            // y[2b] = S0 + S1 + S2, y[2b + 1] = S1 − S2 − S3 (over q)
+            let out = &mut y[(co * fin + f) * tl..][..tl];
+            let mut pairs = out.chunks_exact_mut(2);
+            for (b, pair) in (&mut pairs).enumerate() {
+                let (y0, y1) = (s0[b] + s1[b] + s2[b], s1[b] - s2[b] - s3[b]);
+                if accumulate {
+                    pair[0] += y0;
+                    pair[1] += y1;
+                } else {
+                    pair[0] = y0;
+                    pair[1] = y1;
+                }
+            }
+            if let [last] = pairs.into_remainder() {
+                let b = tl / 2;
+                let y0 = s0[b] + s1[b] + s2[b];
+                if accumulate {
+                    *last += y0;
+                } else {
+                    *last = y0;
+                }
             }
         }
     }
