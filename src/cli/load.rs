@@ -1,4 +1,10 @@
 //! `voiceprint load`: a bounded load generator for Verify over loopback.
+//!
+//! With `--anchor`, every level is followed by the same analysis run in this process on the same
+//! bytes (decode, front end, VAD, embedding; no gRPC, store or audit): one request at a time on
+//! one core, and at concurrency 1 also on every core. The server's figures are then read against
+//! a pipeline measured in the same window, which matters on a shared machine where the speed of
+//! the same binary drifts by tens of percent within minutes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tonic::transport::Channel;
 
-use voiceprint::audio::{DecodeOptions, decode_file};
+use voiceprint::audio::{DecodeOptions, Encoding, decode_file};
+use voiceprint::pipeline::{Engine, EngineConfig, with_embed_threads};
 use voiceprint::proto::v1 as pb;
 use voiceprint::proto::v1::voiceprint_client::VoiceprintClient;
 
@@ -39,6 +46,84 @@ pub struct LoadArgs {
     /// Server process id, to report its peak RSS (VmHWM).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// After each level, run the same analysis in this process (same bytes, default model and
+    /// configuration) as many times, one at a time: on one core, and at concurrency 1 on all cores
+    /// too. Prints the anchor columns: the pipeline's p50, its one-core rate, and the level's
+    /// throughput as a share of that rate × the number of cores.
+    #[arg(long)]
+    anchor: bool,
+    /// Model file for `--anchor` (default: the fetched default model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+/// The in-process pipeline `--anchor` compares the server with.
+struct Anchor {
+    engine: Arc<Engine>,
+    cores: usize,
+}
+
+/// One anchor measurement: latencies of sequential analyses.
+struct AnchorRun {
+    p50_ms: f64,
+    rate: f64,
+}
+
+impl Anchor {
+    fn load(model: Option<PathBuf>) -> anyhow::Result<Self> {
+        let path = match model {
+            Some(p) => p,
+            None => voiceprint::model::ensure_model(&voiceprint::model::default_model_dir())
+                .context("the default model (or pass --model)")?,
+        };
+        let engine = Engine::load(EngineConfig::new(path)).context("cannot load the model")?;
+        Ok(Self {
+            engine: Arc::new(engine),
+            cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        })
+    }
+
+    /// `n` analyses of `bytes` one after another, each embedding on `threads` threads, stopping
+    /// early at `deadline`.
+    async fn run(
+        &self,
+        bytes: Arc<Vec<u8>>,
+        n: usize,
+        threads: usize,
+        deadline: Instant,
+    ) -> anyhow::Result<AnchorRun> {
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || {
+            let opts = DecodeOptions {
+                encoding: Encoding::Mulaw,
+                sample_rate: Some(8000),
+                ..Default::default()
+            };
+            let started = Instant::now();
+            let mut lat = Vec::with_capacity(n);
+            while lat.len() < n && (lat.is_empty() || Instant::now() < deadline) {
+                let t = Instant::now();
+                with_embed_threads(threads, || engine.analyze(&bytes, &opts))
+                    .context("anchor analysis")?;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            let rate = lat.len() as f64 / started.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            Ok(AnchorRun {
+                p50_ms: percentile(&lat, 0.5),
+                rate,
+            })
+        })
+        .await?
+    }
+}
+
+/// The `p` quantile (nearest rank) of sorted values; NaN when empty.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 /// Runs the levels and prints one line per level.
@@ -70,6 +155,11 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         "--max-seconds must be in (0, 3600]"
     );
     let probe = mulaw_10s(&args.probe)?;
+    let anchor = if args.anchor {
+        Some(Anchor::load(args.model.clone())?)
+    } else {
+        None
+    };
     let enroll = std::fs::read(&args.enroll)
         .with_context(|| format!("reading {}", args.enroll.display()))?;
     let token: Token = args
@@ -110,14 +200,28 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             "enrolled {speaker}: net speech {:.1}s",
             e.net_speech_seconds
         );
+        let probe = Arc::new(probe);
         let audio = pb::Audio {
-            data: probe,
+            data: probe.as_ref().clone(),
             encoding: pb::Encoding::Mulaw as i32,
             sample_rate: 8000,
             ..Default::default()
         };
-        println!("| concurrency | requests | errors | p50 ms | p99 ms | throughput req/s |");
-        println!("|---|---|---|---|---|---|");
+        match &anchor {
+            None => {
+                println!("| concurrency | requests | errors | p50 ms | p99 ms | throughput req/s |");
+                println!("|---|---|---|---|---|---|");
+            }
+            Some(a) => {
+                println!(
+                    "| concurrency | requests | errors | p50 ms | p99 ms | throughput req/s \
+                     | pipeline p50 ms, {} cores | pipeline p50 ms, 1 core | pipeline req/s, 1 core \
+                     | throughput / (1-core rate × {}) |",
+                    a.cores, a.cores
+                );
+                println!("|---|---|---|---|---|---|---|---|---|---|");
+            }
+        }
         for &conc in &args.concurrency {
             let started = Instant::now();
             let deadline = started + Duration::from_secs_f64(args.max_seconds);
@@ -166,18 +270,34 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             }
             let wall = started.elapsed().as_secs_f64();
             lat.sort_by(f64::total_cmp);
-            let pct = |p: f64| {
-                lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
-                    .copied()
-                    .unwrap_or(f64::NAN)
-            };
-            println!(
-                "| {conc} | {} | {errors} | {:.1} | {:.1} | {:.2} |",
+            let throughput = lat.len() as f64 / wall;
+            let row = format!(
+                "| {conc} | {} | {errors} | {:.1} | {:.1} | {throughput:.2} |",
                 lat.len(),
-                pct(0.5),
-                pct(0.99),
-                lat.len() as f64 / wall
+                percentile(&lat, 0.5),
+                percentile(&lat, 0.99),
             );
+            match &anchor {
+                None => println!("{row}"),
+                Some(a) => {
+                    let n = lat.len().max(1);
+                    let cap = Instant::now() + Duration::from_secs_f64(args.max_seconds);
+                    let all = if conc == 1 {
+                        let r = a.run(Arc::clone(&probe), n, a.cores, cap).await?;
+                        format!("{:.1}", r.p50_ms)
+                    } else {
+                        "–".to_string()
+                    };
+                    let cap = Instant::now() + Duration::from_secs_f64(args.max_seconds);
+                    let one = a.run(Arc::clone(&probe), n, 1, cap).await?;
+                    println!(
+                        "{row} {all} | {:.1} | {:.2} | {:.0} % |",
+                        one.p50_ms,
+                        one.rate,
+                        100.0 * throughput / (one.rate * a.cores as f64)
+                    );
+                }
+            }
         }
         if let Some(pid) = args.server_pid {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -6,6 +6,7 @@ mod channel;
 mod embed;
 mod eval;
 mod features_cli;
+mod load;
 mod recurring;
 mod service;
 mod stream;
